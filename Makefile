@@ -1,0 +1,52 @@
+# emotune: `make run` starts everything on this machine, `make test` checks it. See README.md.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SERVICES := $(sort $(dir $(wildcard services/*/pyproject.toml)))
+PROTOS := $(wildcard proto/emotune/v1/*.proto)
+DATA ?= ../shared/data/fer2013/val.npz
+
+.PHONY: setup run test lint format proto check-proto lock bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: constraints.txt $(wildcard services/*/pyproject.toml)
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"emotune needs Python 3.11, found {sys.version.split()[0]} (set PYTHON=...)"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q -p $(BIN)/python -r constraints.txt
+	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps $(addprefix -e ,$(SERVICES))
+	touch $@
+
+# Everything on one machine: Redis (started if none answers), then every service, under honcho.
+run: setup
+	$(BIN)/python scripts/run_local.py
+
+test: setup lint check-proto
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+proto: setup
+	$(BIN)/python scripts/gen_proto.py
+
+check-proto: setup
+	$(BIN)/python scripts/gen_proto.py --check
+
+# Re-resolve every service's dependencies into the one constraints file.
+lock:
+	$(BIN)/uv pip compile --universal -p 3.11 -q -o constraints.txt \
+		$(addsuffix pyproject.toml,$(SERVICES)) requirements-dev.in
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

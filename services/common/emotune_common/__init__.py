@@ -1,0 +1,1 @@
+"""emotune's shared library: settings, Redis stream client, protobuf codecs, metrics, health."""

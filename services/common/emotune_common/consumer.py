@@ -1,0 +1,351 @@
+"""Consuming a Redis stream in a consumer group, at least once.
+
+The loop, for one consumer of one group:
+
+1. On start (and after every reconnect) it re-reads its own pending entries first, so that it
+   carries on where it was.
+2. Every ``claim_idle_ms / 2`` it claims entries that any consumer left pending for longer than
+   ``claim_idle_ms`` (XAUTOCLAIM): the work of a consumer that died.
+3. Otherwise it reads up to ``batch_size`` new entries, blocking at most ``block_ms``.
+
+Each batch is decoded and handed to the handler. What the handler returns to publish is written in
+one MULTI/EXEC transaction together with the XACK of the handled entries, so an entry is
+acknowledged only when its output is written, and never without it. Entries that fail stay pending
+and come back through step 2; at the ``max_deliveries``-th failed delivery an entry goes to
+``emotune:dlq:<stream>`` with the reason. Message ids that were handled are remembered for
+``dedupe_ttl_s``, so an entry delivered twice (a slow consumer whose work was claimed) is skipped.
+
+Redis going away is backed off from with jitter, forever, until a stop is asked for. A stop lets the
+batch in hand finish and be acknowledged, then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from google.protobuf.message import Message
+from redis.exceptions import ResponseError
+
+from emotune_common import metrics
+from emotune_common.codec import DecodeError, decode, encode
+from emotune_common.logs import get_logger
+from emotune_common.producer import StreamProducer
+from emotune_common.redis_client import TRANSIENT_ERRORS
+from emotune_common.settings import StreamSettings
+from emotune_common.streams import dead_letter_stream
+
+log = get_logger("emotune.consumer")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One decoded entry handed to a handler."""
+
+    entry_id: str
+    message: Message
+    deliveries: int
+
+
+@dataclass
+class Outcome:
+    """What a handler made of a batch.
+
+    ``publish``: (producer, message) to add, written atomically with the acknowledgement; the
+    producer keeps its stream bounded and counts drops as for any other publish.
+    ``failed``: entry id -> reason for entries to retry later; every other entry is acknowledged.
+    """
+
+    publish: list[tuple[StreamProducer, Message]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Sequence[Delivery]], Awaitable[Outcome | None]]
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class _Raw:
+    entry_id: str
+    fields: dict[bytes, bytes] | None
+    deliveries: int = 1
+
+
+class StreamConsumer:
+    """Runs ``handler`` over the entries of ``stream`` as member ``consumer`` of ``group``."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        stream: str,
+        group: str,
+        handler: Handler,
+        *,
+        consumer: str | None = None,
+        settings: StreamSettings | None = None,
+        message_type: type[Message] | None = None,
+        start_id: str = "0",
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.handler = handler
+        self.consumer = consumer or default_consumer_name()
+        self.settings = settings or StreamSettings()
+        self.message_type = message_type
+        self.start_id = start_id
+        self.dlq = dead_letter_stream(stream)
+        self._labels = (stream, group)
+        self._next_claim = 0.0
+        self._next_gauges = 0.0
+        self._backoff = 0.0
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; the batch in hand is finished first."""
+        log.info("consumer_start", stream=self.stream, group=self.group, consumer=self.consumer)
+        resume = True
+        while not stop.is_set():
+            try:
+                await self.ensure_group()
+                if resume:
+                    await self._drain_own_pending(stop)
+                    resume = False
+                await self.step()
+                self._backoff = 0.0
+            except TRANSIENT_ERRORS as e:
+                resume = True
+                await self._back_off(stop, e)
+            except ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                log.warning("group_missing", stream=self.stream, group=self.group)  # Redis lost its data
+        log.info("consumer_stop", stream=self.stream, group=self.group, consumer=self.consumer)
+
+    async def step(self) -> int:
+        """One round: claim stale entries when due, else read new ones; handle them. Returns the count."""
+        batch: list[_Raw] = []
+        now = time.monotonic()
+        if now >= self._next_claim:
+            self._next_claim = now + self.settings.claim_idle_ms / 2000
+            batch = await self._claim_stale()
+        if not batch:
+            batch = await self._read(">")
+        if batch:
+            await self._handle(batch)
+        if now >= self._next_gauges:
+            self._next_gauges = now + 5
+            await self.refresh_gauges()
+        return len(batch)
+
+    async def ensure_group(self) -> None:
+        """Create the group (and the stream) if missing; start from ``start_id``."""
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
+            log.info("group_created", stream=self.stream, group=self.group, start_id=self.start_id)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    async def _read(self, from_id: str) -> list[_Raw]:
+        block = self.settings.block_ms if from_id == ">" else None
+        reply = await self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: from_id}, count=self.settings.batch_size, block=block
+        )
+        entries = [_Raw(i.decode(), f) for _, items in reply for i, f in items]
+        if from_id != ">" and entries:
+            await self._fill_delivery_counts(entries)
+        return entries
+
+    async def _drain_own_pending(self, stop: asyncio.Event) -> None:
+        """Handle what this consumer had been delivered but not acknowledged (a restart, a reconnect)."""
+        last = "0-0"
+        while not stop.is_set():
+            batch = await self._read(last)
+            if not batch:
+                return
+            last = batch[-1].entry_id
+            metrics.RETRIED.labels(*self._labels).inc(len(batch))
+            await self._handle(batch)
+
+    async def _claim_stale(self) -> list[_Raw]:
+        reply = await self.redis.xautoclaim(
+            self.stream, self.group, self.consumer, self.settings.claim_idle_ms, "0-0", count=self.settings.batch_size
+        )
+        claimed, deleted = reply[1], (reply[2] if len(reply) > 2 else [])
+        if deleted:
+            metrics.LOST_PENDING.labels(*self._labels).inc(len(deleted))
+            log.warning("pending_entries_trimmed", stream=self.stream, group=self.group, count=len(deleted))
+        entries = [_Raw(i.decode(), f) for i, f in claimed]
+        if entries:
+            await self._fill_delivery_counts(entries)
+            metrics.RETRIED.labels(*self._labels).inc(len(entries))
+            log.info("claimed", stream=self.stream, group=self.group, count=len(entries))
+        return entries
+
+    async def _fill_delivery_counts(self, entries: list[_Raw]) -> None:
+        pending = await self.redis.xpending_range(
+            self.stream, self.group, entries[0].entry_id, entries[-1].entry_id, len(entries) * 2, self.consumer
+        )
+        counts = {p["message_id"].decode(): p["times_delivered"] for p in pending}
+        for e in entries:
+            e.deliveries = counts.get(e.entry_id, 1)
+
+    # -- handling -----------------------------------------------------------------------------------
+
+    async def _handle(self, batch: list[_Raw]) -> None:
+        started = time.perf_counter()
+        metrics.CONSUMED.labels(*self._labels).inc(len(batch))
+        metrics.BATCH_SIZE.labels(*self._labels).observe(len(batch))
+        by_id = {e.entry_id: e for e in batch}
+
+        failures: dict[str, str] = {}
+        deliveries: list[Delivery] = []
+        for e in batch:
+            if e.deliveries > self.settings.max_deliveries:
+                failures[e.entry_id] = f"delivered {e.deliveries} times without being acknowledged"
+                continue
+            try:
+                deliveries.append(Delivery(e.entry_id, decode(e.fields, self.message_type), e.deliveries))
+            except DecodeError as err:
+                failures[e.entry_id] = f"undecodable: {err}"
+
+        handled_before = await self._already_handled(deliveries)
+        todo: list[Delivery] = []
+        duplicates = 0
+        for d in deliveries:  # skip ids handled earlier, and repeats within this batch
+            if d.message.header.id in handled_before:
+                duplicates += 1
+            else:
+                handled_before.add(d.message.header.id)
+                todo.append(d)
+        outcome = Outcome()
+        if todo:
+            try:
+                outcome = await self.handler(todo) or Outcome()
+            except Exception as err:  # a handler bug must not stop the stream: retry, then dead-letter
+                log.exception("handler_failed", stream=self.stream, group=self.group, count=len(todo))
+                outcome = Outcome(failed={d.entry_id: f"handler error: {type(err).__name__}: {err}" for d in todo})
+            failures.update(outcome.failed)
+
+        dead = {i: r for i, r in failures.items() if by_id[i].deliveries >= self.settings.max_deliveries}
+        retry = {i: r for i, r in failures.items() if i not in dead}
+        done = [e.entry_id for e in batch if e.entry_id not in retry]
+        handled_ids = [d.message.header.id for d in todo if d.entry_id not in failures]
+        await self._commit(outcome.publish, done, dead, by_id, handled_ids)
+
+        if duplicates:
+            metrics.DUPLICATES.labels(*self._labels).inc(duplicates)
+        if retry:
+            metrics.FAILED.labels(*self._labels).inc(len(retry))
+            for entry_id, reason in retry.items():
+                log.warning(
+                    "entry_failed",
+                    stream=self.stream,
+                    entry_id=entry_id,
+                    reason=reason,
+                    deliveries=by_id[entry_id].deliveries,
+                )
+        for entry_id, reason in dead.items():
+            log.error(
+                "dead_lettered",
+                stream=self.stream,
+                entry_id=entry_id,
+                reason=reason,
+                deliveries=by_id[entry_id].deliveries,
+            )
+        metrics.ACKED.labels(*self._labels).inc(len(done))
+        metrics.DEAD_LETTERED.labels(*self._labels).inc(len(dead))
+        metrics.HANDLE_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
+
+    async def _already_handled(self, deliveries: list[Delivery]) -> set[str]:
+        if not self.settings.dedupe_ttl_s or not deliveries:
+            return set()
+        ids = [d.message.header.id for d in deliveries]
+        flags = await self.redis.mget([self._seen_key(i) for i in ids])
+        return {i for i, flag in zip(ids, flags, strict=True) if flag is not None}
+
+    def _seen_key(self, message_id: str) -> str:
+        return f"emotune:seen:{self.group}:{self.stream}:{message_id}"
+
+    async def _commit(
+        self,
+        publish: list[tuple[StreamProducer, Message]],
+        done: list[str],
+        dead: dict[str, str],
+        by_id: dict[str, _Raw],
+        handled_ids: list[str],
+    ) -> None:
+        """Outputs, dead letters, handled-id marks and the acknowledgement, all or nothing."""
+        if not (publish or done):
+            return
+        async with self.redis.pipeline(transaction=True) as tx:
+            for producer, message in publish:
+                tx.xadd(producer.stream, encode(message))
+            for entry_id, reason in dead.items():
+                tx.xadd(
+                    self.dlq,
+                    self._dead_letter(by_id[entry_id], reason),
+                    maxlen=self.settings.dlq_maxlen,
+                    approximate=True,
+                )
+            for message_id in handled_ids if self.settings.dedupe_ttl_s else ():
+                tx.set(self._seen_key(message_id), 1, ex=self.settings.dedupe_ttl_s)
+            if done:
+                tx.xack(self.stream, self.group, *done)
+            await tx.execute()
+        for producer, _ in publish:
+            await producer.published(1)
+
+    def _dead_letter(self, entry: _Raw, reason: str) -> dict[bytes | str, bytes | str | int]:
+        fields: dict[bytes | str, bytes | str | int] = dict(entry.fields or {})
+        fields.update(
+            {
+                "dlq_reason": reason,
+                "dlq_stream": self.stream,
+                "dlq_group": self.group,
+                "dlq_entry_id": entry.entry_id,
+                "dlq_deliveries": entry.deliveries,
+                "dlq_at_us": time.time_ns() // 1000,
+            }
+        )
+        return fields
+
+    # -- health -------------------------------------------------------------------------------------
+
+    async def refresh_gauges(self) -> dict[str, int | None]:
+        """Pending and lag of this group, from XINFO GROUPS, into the gauges; returned too."""
+        for g in await self.redis.xinfo_groups(self.stream):
+            if g["name"].decode() == self.group:
+                pending, lag = int(g["pending"]), g.get("lag")
+                metrics.PENDING.labels(*self._labels).set(pending)
+                if lag is not None:
+                    metrics.LAG.labels(*self._labels).set(int(lag))
+                return {"pending": pending, "lag": None if lag is None else int(lag)}
+        return {"pending": 0, "lag": None}
+
+    async def _back_off(self, stop: asyncio.Event, error: Exception) -> None:
+        self._backoff = min(5.0, max(0.1, self._backoff * 2))
+        delay = self._backoff * random.uniform(0.5, 1.0)
+        metrics.RECONNECTS.labels(self.stream).inc()
+        log.warning(
+            "redis_unavailable",
+            stream=self.stream,
+            error=f"{type(error).__name__}: {error}",
+            retry_in_s=round(delay, 2),
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)

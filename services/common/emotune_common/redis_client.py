@@ -1,0 +1,27 @@
+"""Redis connections with the retry policy every service uses."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+#: Errors after which a command may succeed on a fresh connection: Redis went away or is loading.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+
+
+def connect(url: str, **kwargs) -> aioredis.Redis:
+    """An asyncio client for ``url`` that retries a failed command a few times over about a second.
+
+    Longer outages surface as :data:`TRANSIENT_ERRORS`; the stream consumer backs off and carries on.
+    Responses are bytes (protobuf payloads are binary).
+    """
+    return aioredis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
+        retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError],
+        health_check_interval=10,
+        socket_connect_timeout=2,
+        **kwargs,
+    )

@@ -1,0 +1,36 @@
+"""Settings shared by every service, read from environment variables.
+
+Each service subclasses :class:`ServiceSettings` with its own fields; all defaults work on one machine.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StreamSettings(BaseSettings):
+    """How a service reads and writes Redis streams (``EMOTUNE_STREAM_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="EMOTUNE_STREAM_", extra="ignore")
+
+    maxlen: int = Field(10_000, ge=1, description="Approximate bound of every stream this service writes")
+    batch_size: int = Field(32, ge=1, description="Entries read from a stream at once")
+    block_ms: int = Field(500, ge=1, description="How long one read waits for new entries")
+    claim_idle_ms: int = Field(30_000, ge=1, description="Pending this long, an entry is claimed from its consumer")
+    max_deliveries: int = Field(5, ge=1, description="Deliveries before an entry goes to the dead-letter stream")
+    dlq_maxlen: int = Field(100_000, ge=1, description="Approximate bound of each dead-letter stream")
+    dedupe_ttl_s: int = Field(3600, ge=0, description="How long handled message ids are remembered (0: off)")
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. ``REDIS_URL`` has no prefix, as DESIGN.md says."""
+
+    model_config = SettingsConfigDict(env_prefix="EMOTUNE_", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    log_level: str = "INFO"
+    log_json: bool = True
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz (0: none)")
+    consumer_name: str = Field("", description="Name in the consumer group (default: host and pid)")
+    stream: StreamSettings = Field(default_factory=StreamSettings)

@@ -1,0 +1,39 @@
+"""Small helpers for the stream library's tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from emotune.v1 import messages_pb2
+from emotune_common.codec import decode
+from emotune_common.ids import make_header
+
+
+def crops(n: int, user: str = "user-1") -> list[messages_pb2.FaceCrop]:
+    """``n`` face crops with 48x48 pixel payloads (2.3 KB serialized)."""
+    return [
+        messages_pb2.FaceCrop(
+            header=make_header("session-1", user), pixels=bytes([i % 256]) * 2304, width=48, height=48, frame_number=i
+        )
+        for i in range(n)
+    ]
+
+
+async def read_all(redis: aioredis.Redis, stream: str) -> list[tuple[str, dict]]:
+    return [(i.decode(), f) for i, f in await redis.xrange(stream)]
+
+
+async def crop_ids_in(redis: aioredis.Redis, stream: str) -> list[str]:
+    """crop_id of every EmotionEvent in ``stream``, duplicates kept."""
+    return [decode(f, messages_pb2.EmotionEvent).crop_id for _, f in await read_all(redis, stream)]
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.05)

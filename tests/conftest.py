@@ -1,0 +1,130 @@
+"""Fixtures shared by all tests: real Redis servers, unique stream names, the repo's paths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("EMOTUNE_DATA_DIR", ROOT.parent / "shared" / "data"))
+SHARED_REDIS_URL = os.environ.get("EMOTUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    """A redis-server process of a test's own, which the test may stop and start again."""
+
+    port: int
+    workdir: Path
+    appendonly: bool
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not on PATH (apt-get install redis-server)")
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+        ]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis with AOF on, started on a free port (for tests that stop or restart Redis)."""
+    server = RedisServer(free_port(), tmp_path, appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared Redis on 127.0.0.1:6379 (tests keep to their own key names)."""
+    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"no Redis answers at {SHARED_REDIS_URL}")
+    finally:
+        client.close()
+    return SHARED_REDIS_URL
+
+
+@pytest.fixture
+def names() -> Iterator[Names]:
+    """Unique stream names for one test; every key under the prefix is deleted afterwards."""
+    n = Names(f"test:{uuid.uuid4().hex[:10]}")
+    yield n
+    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    keys = [k for pattern in (f"{n.prefix}*", f"emotune:*{n.prefix}*") for k in client.scan_iter(pattern)]
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@dataclass
+class Names:
+    prefix: str
+
+    def __call__(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    from emotune_common.redis_client import connect
+
+    client = connect(redis_url)
+    yield client
+    await client.aclose()
