@@ -20,51 +20,50 @@ OUT = ROOT / "services" / "common"
 PACKAGE = Path("emotune") / "v1"
 
 
-def generate(out: Path) -> list[Path]:
+def generated_files(out: Path) -> list[Path]:
+    """The generated files under ``out``, relative to it."""
+    tree = out / "emotune"
+    return sorted(p.relative_to(out) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def generate(out: Path, proto_root: Path = PROTO_ROOT) -> list[Path]:
     """Run protoc over every .proto; return the generated files relative to ``out``."""
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE).glob("*.proto"))
+    protos = sorted(str(p.relative_to(proto_root)) for p in (proto_root / PACKAGE).glob("*.proto"))
     (out / PACKAGE).mkdir(parents=True, exist_ok=True)
-    args = [
-        "protoc",
-        f"-I{PROTO_ROOT}",
-        f"-I{Path(protoc.__file__).parent / '_proto'}",
-        f"--python_out={out}",
-        f"--pyi_out={out}",
-        f"--grpc_python_out={out}",
-        *protos,
-    ]
+    well_known = Path(protoc.__file__).parent / "_proto"
+    args = ["protoc", f"-I{proto_root}", f"-I{well_known}", f"--python_out={out}", f"--pyi_out={out}",
+            f"--grpc_python_out={out}", *protos]  # fmt: skip
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    for pkg in (out / "emotune", out / PACKAGE):
-        (pkg / "__init__.py").write_text('"""Generated from proto/ by `make proto`; do not edit."""\n')
-    return sorted(
-        p.relative_to(out) for p in (out / "emotune").rglob("*") if p.is_file() and "__pycache__" not in p.parts
-    )
+    for package in (out / "emotune", out / PACKAGE):
+        (package / "__init__.py").write_text('"""Generated from proto/ by `make proto`; do not edit."""\n')
+    return generated_files(out)
+
+
+def stale_files(committed: Path = OUT, proto_root: Path = PROTO_ROOT) -> list[str]:
+    """Generated files that differ from, are missing from, or are extra in ``committed``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        expected = generate(Path(tmp), proto_root)
+        differ = [
+            str(p)
+            for p in expected
+            if not (committed / p).exists() or not filecmp.cmp(Path(tmp) / p, committed / p, shallow=False)
+        ]
+    return differ + [str(p) for p in generated_files(committed) if p not in expected]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the committed code is stale")
-    args = parser.parse_args()
-    if not args.check:
+    if not parser.parse_args().check:
         for path in generate(OUT):
             print(f"generated services/common/{path}")
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        expected = generate(Path(tmp))
-        committed = sorted(
-            p.relative_to(OUT) for p in (OUT / "emotune").rglob("*") if p.is_file() and "__pycache__" not in p.parts
-        )
-        stale = [
-            str(p) for p in expected if not (OUT / p).exists() or not filecmp.cmp(Path(tmp) / p, OUT / p, shallow=False)
-        ]
-        extra = [str(p) for p in committed if p not in expected]
-    if stale or extra:
-        print(
-            f"generated protobuf code is out of date (run `make proto`): stale {stale}, extra {extra}", file=sys.stderr
-        )
+    stale = stale_files()
+    if stale:
+        print(f"generated protobuf code is out of date, run `make proto`: {stale}", file=sys.stderr)
         return 1
-    print(f"protobuf code matches proto/ ({len(expected)} files)")
+    print("protobuf code matches proto/")
     return 0
 
 

@@ -1,0 +1,90 @@
+"""Start emotune on one machine (``make run``): Redis when none answers, then every service, under honcho.
+
+The services are those of the Procfile (``EMOTUNE_PROCFILE``, default ./Procfile), the same
+commands and settings names that docker-compose.yml runs. One Ctrl-C stops everything: honcho
+sends SIGTERM to every process, each finishes its work in hand, and Redis exits last of all
+with its data written to .run/redis (AOF).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import redis
+from honcho.environ import parse_procfile
+from honcho.manager import Manager
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def find_redis_server() -> str:
+    """redis-server from PATH; else the binary of the ``redis-server`` PyPI package; else apt-get."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redis_server  # the PyPI package that ships a redis-server binary
+
+        return str(redis_server.REDIS_SERVER_PATH)
+    except ImportError:
+        pass
+    print("redis-server not found: installing it", flush=True)
+    if subprocess.call([sys.executable, "-m", "pip", "install", "-q", "redis-server"]) == 0:
+        import redis_server
+
+        return str(redis_server.REDIS_SERVER_PATH)
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.check_call(["apt-get", "install", "-y", "-q", "redis-server"])
+        return "redis-server"
+    raise SystemExit("no redis-server: install one (apt-get install redis-server) or set REDIS_URL")
+
+
+def main() -> int:
+    url = os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    procfile = Path(os.environ.get("EMOTUNE_PROCFILE", ROOT / "Procfile"))
+    manager = Manager()
+    names: list[str] = []
+    if redis_answers(url):
+        print(f"using the Redis at {url}", flush=True)
+    else:
+        parsed = urlparse(url)
+        if parsed.hostname not in LOCAL_HOSTS:
+            raise SystemExit(f"no Redis answers at {url}, and it is not on this machine")
+        data = ROOT / ".run" / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        command = (
+            f"{find_redis_server()} --port {parsed.port or 6379} --bind 127.0.0.1 --dir {data}"
+            " --appendonly yes --save ''"
+        )
+        if parsed.password:
+            command += f" --requirepass {parsed.password}"
+        manager.add_process("redis", command, cwd=str(ROOT))
+        names.append("redis")
+    entries = parse_procfile(procfile.read_text()).processes if procfile.exists() else {}
+    for name, command in entries.items():
+        manager.add_process(name, command, cwd=str(ROOT))
+        names.append(name)
+    if not names:
+        print("nothing to start: Redis answers and the Procfile names no service", flush=True)
+        return 0
+    print(f"starting {', '.join(names)}; Ctrl-C stops everything", flush=True)
+    manager.loop()
+    return manager.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

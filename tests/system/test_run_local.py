@@ -1,0 +1,74 @@
+"""The embedded run: `make run`'s launcher starts Redis and the Procfile's services; one Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+from emotune.v1 import messages_pb2
+from emotune_common.codec import decode
+
+from ..common.helpers import crops
+from ..conftest import ROOT, free_port
+
+
+def wait_until(predicate, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.mark.slow
+def test_run_starts_redis_and_services_and_one_ctrl_c_stops_everything(tmp_path):
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(f"worker: {sys.executable} -m tests.common.echo_worker {url} faces emotions inference w1\n")
+    env = {**os.environ, "REDIS_URL": url, "EMOTUNE_PROCFILE": str(procfile), "PYTHONUNBUFFERED": "1"}
+    run = subprocess.Popen(
+        [sys.executable, "scripts/run_local.py"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    client = redis.Redis.from_url(url)
+    try:
+        wait_until(lambda: answers(client), 20, "Redis to answer")
+        for crop in crops(5):
+            client.xadd("faces", {"type": "emotune.v1.FaceCrop", "pb": crop.SerializeToString()})
+        wait_until(lambda: client.xlen("emotions") == 5, 20, "the worker to handle 5 crops")
+        assert {decode(f, messages_pb2.EmotionEvent).crop_id for _, f in client.xrange("emotions")}
+    finally:
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        output, _ = run.communicate(timeout=30)
+    assert run.returncode is not None
+    assert not answers(client), "Redis still runs after Ctrl-C"
+    assert "redis" in output and "worker" in output
+    leftover = subprocess.run(["pgrep", "-f", f"echo_worker {url}"], capture_output=True, text=True).stdout
+    assert leftover == "", f"worker still running: {leftover}"
+
+
+def test_run_uses_a_redis_that_already_answers(redis_url, tmp_path):
+    env = {**os.environ, "REDIS_URL": redis_url, "EMOTUNE_PROCFILE": str(tmp_path / "none")}
+    done = subprocess.run(
+        [sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0
+    assert f"using the Redis at {redis_url}" in done.stdout
