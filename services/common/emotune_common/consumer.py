@@ -275,11 +275,22 @@ class StreamConsumer:
         if not self.settings.dedupe_ttl_s or not deliveries:
             return set()
         ids = [d.message.header.id for d in deliveries]
-        flags = await self.redis.mget([self._seen_key(i) for i in ids])
-        return {i for i, flag in zip(ids, flags, strict=True) if flag is not None}
+        bucket = self._seen_bucket()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smismember(self._seen_key(bucket), ids)
+            pipe.smismember(self._seen_key(bucket - 1), ids)
+            now, before = await pipe.execute()
+        return {i for i, a, b in zip(ids, now, before, strict=True) if a or b}
 
-    def _seen_key(self, message_id: str) -> str:
-        return f"emotune:seen:{self.group}:{self.stream}:{message_id}"
+    def _seen_bucket(self) -> int:
+        return int(time.time() // self.settings.dedupe_ttl_s)
+
+    def _seen_key(self, bucket: int) -> str:
+        """A set of handled message ids per ``dedupe_ttl_s`` window: one SADD per batch, not a key per id.
+
+        Lookups check this window and the one before, so an id is remembered for at least the TTL.
+        """
+        return f"emotune:seen:{self.group}:{self.stream}:{bucket}"
 
     async def _commit(
         self,
@@ -302,8 +313,10 @@ class StreamConsumer:
                     maxlen=self.settings.dlq_maxlen,
                     approximate=True,
                 )
-            for message_id in handled_ids if self.settings.dedupe_ttl_s else ():
-                tx.set(self._seen_key(message_id), 1, ex=self.settings.dedupe_ttl_s)
+            if handled_ids and self.settings.dedupe_ttl_s:
+                key = self._seen_key(self._seen_bucket())
+                tx.sadd(key, *handled_ids)
+                tx.expire(key, 2 * self.settings.dedupe_ttl_s)
             if done:
                 tx.xack(self.stream, self.group, *done)
             await tx.execute()

@@ -20,7 +20,7 @@ class StreamSettings(BaseSettings):
     claim_idle_ms: int = Field(30_000, ge=1, description="Pending this long, an entry is claimed from its consumer")
     max_deliveries: int = Field(5, ge=1, description="Deliveries before an entry goes to the dead-letter stream")
     dlq_maxlen: int = Field(100_000, ge=1, description="Approximate bound of each dead-letter stream")
-    dedupe_ttl_s: int = Field(3600, ge=0, description="How long handled message ids are remembered (0: off)")
+    dedupe_ttl_s: int = Field(600, ge=0, description="How long handled message ids are remembered (0: off)")
 
 
 class ServiceSettings(BaseSettings):
