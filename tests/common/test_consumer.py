@@ -247,3 +247,21 @@ async def test_redis_restart_under_a_running_consumer(redis_server, names):
     assert set(ids) == {c.header.id for c in sent}
     assert metrics.RECONNECTS.labels(src)._value.get() >= 1
     await redis.aclose()
+
+
+async def test_pending_entries_trimmed_away_are_counted_and_cleared(aredis, names):
+    src, dst = names("faces"), names("emotions")
+    await StreamProducer(aredis, src, maxlen=10_000).publish_many(crops(10))
+    await aredis.xgroup_create(src, "inference", id="0")
+    await aredis.xreadgroup("inference", "c1", {src: ">"}, count=10)  # c1 takes them, then dies
+    await aredis.xtrim(src, maxlen=0)  # the bound evicts them before anyone acknowledges them
+    before = metrics.LOST_PENDING.labels(src, "inference")._value.get()
+    consumer = StreamConsumer(aredis, src, "inference", echo_handler(StreamProducer(aredis, dst, 10_000)),
+                              consumer="c1", settings=FAST)  # fmt: skip
+    await run_until(consumer, lambda: _no_pending(aredis, src), what="the trimmed entries cleared")
+    assert metrics.LOST_PENDING.labels(src, "inference")._value.get() - before == 10
+    assert await aredis.xlen(dead_letter_stream(src)) == 0
+
+
+async def _no_pending(redis, stream):
+    return await pending_count(redis, stream, "inference") == 0

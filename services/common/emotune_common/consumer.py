@@ -197,12 +197,13 @@ class StreamConsumer:
         return entries
 
     async def _fill_delivery_counts(self, entries: list[_Raw]) -> None:
-        pending = await self.redis.xpending_range(
-            self.stream, self.group, entries[0].entry_id, entries[-1].entry_id, len(entries) * 2, self.consumer
-        )
-        counts = {p["message_id"].decode(): p["times_delivered"] for p in pending}
-        for e in entries:
-            e.deliveries = counts.get(e.entry_id, 1)
+        """Delivery counts from XPENDING, one exact lookup per entry, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in entries:
+                pipe.xpending_range(self.stream, self.group, e.entry_id, e.entry_id, 1)
+            replies = await pipe.execute()
+        for e, pending in zip(entries, replies, strict=True):
+            e.deliveries = pending[0]["times_delivered"] if pending else 1
 
     # -- handling -----------------------------------------------------------------------------------
 
@@ -215,6 +216,10 @@ class StreamConsumer:
         failures: dict[str, str] = {}
         deliveries: list[Delivery] = []
         for e in batch:
+            if e.fields is None:  # trimmed away while pending: nothing left to handle or dead-letter
+                metrics.LOST_PENDING.labels(*self._labels).inc()
+                log.warning("pending_entry_trimmed", stream=self.stream, entry_id=e.entry_id)
+                continue
             if e.deliveries > self.settings.max_deliveries:
                 failures[e.entry_id] = f"delivered {e.deliveries} times without being acknowledged"
                 continue
@@ -247,6 +252,7 @@ class StreamConsumer:
         handled_ids = [d.message.header.id for d in todo if d.entry_id not in failures]
         await self._commit(outcome.publish, done, dead, by_id, handled_ids)
 
+        message_ids = {d.entry_id: d.message.header.id for d in deliveries}
         if duplicates:
             metrics.DUPLICATES.labels(*self._labels).inc(duplicates)
         if retry:
@@ -256,6 +262,7 @@ class StreamConsumer:
                     "entry_failed",
                     stream=self.stream,
                     entry_id=entry_id,
+                    message_id=message_ids.get(entry_id),
                     reason=reason,
                     deliveries=by_id[entry_id].deliveries,
                 )
@@ -264,6 +271,7 @@ class StreamConsumer:
                 "dead_lettered",
                 stream=self.stream,
                 entry_id=entry_id,
+                message_id=message_ids.get(entry_id),
                 reason=reason,
                 deliveries=by_id[entry_id].deliveries,
             )
