@@ -40,10 +40,13 @@ proto: setup
 check-proto: setup
 	$(BIN)/python scripts/gen_proto.py --check
 
-# Re-resolve every service's dependencies into the one constraints file.
+# Re-resolve every service's dependencies into the one constraints file (pins only, no local packages).
 lock:
-	$(BIN)/uv pip compile --universal -p 3.11 -q -o constraints.txt \
-		$(addsuffix pyproject.toml,$(SERVICES)) requirements-dev.in
+	printf -- '-e ./%s\n' $(SERVICES) > .services.in
+	$(BIN)/uv pip compile --universal -p 3.11 -q -o constraints.txt --no-header --no-annotate \
+		$(foreach s,$(SERVICES),--no-emit-package emotune-$(notdir $(patsubst %/,%,$(s)))) \
+		.services.in requirements-dev.in models/requirements.in
+	rm -f .services.in
 
 bench: setup
 	$(BIN)/python -m bench

@@ -1,0 +1,68 @@
+"""Run the model server: ``python -m emotune_modelserver`` (settings: see settings.py / README)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
+
+from emotune_common.lifecycle import serve_ops, stop_on_signals  # noqa: E402
+from emotune_common.logs import configure_logging, get_logger  # noqa: E402
+from emotune_modelserver.config import load_batching_config, load_model_config  # noqa: E402
+from emotune_modelserver.servables import ModelRegistry  # noqa: E402
+from emotune_modelserver.service import ModelService, PredictionService  # noqa: E402
+from emotune_modelserver.settings import ModelServerSettings  # noqa: E402
+
+log = get_logger("emotune.modelserver")
+
+
+async def serve(settings: ModelServerSettings, stop: asyncio.Event) -> None:
+    models = load_model_config(settings.model_config_file)
+    batching = load_batching_config(settings.batching_parameters_file) if settings.enable_batching else None
+    registry = ModelRegistry(models, batching, settings.poll_seconds)
+    await asyncio.to_thread(registry.start)
+
+    server = grpc.aio.server(maximum_concurrent_rpcs=None, options=[("grpc.max_receive_message_length", 64 << 20)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(registry, batching is not None), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(registry), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    address = f"{settings.host}:{settings.port}"
+    server.add_insecure_port(address)
+    await server.start()
+    serving = health_pb2.HealthCheckResponse.SERVING if registry.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
+    await health_servicer.set("", serving)
+    log.info("serving", address=address, models=[m.name for m in models], batching=batching is not None)
+
+    async def ready() -> bool:
+        return registry.ready()
+
+    ops = asyncio.create_task(serve_ops(settings.metrics_port, ready, stop))
+    await stop.wait()
+    log.info("stopping")
+    await server.stop(grace=5)
+    await asyncio.to_thread(registry.stop)
+    await ops
+
+
+async def amain() -> None:
+    settings = ModelServerSettings()
+    configure_logging(settings.log_level, settings.log_json, service="modelserver")
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await serve(settings, stop)
+
+
+def main() -> None:
+    asyncio.run(amain())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The model server's settings (environment variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from emotune_common.settings import ServiceSettings
+
+MODELS_DIR = Path(__file__).resolve().parents[3] / "models"
+
+
+class ModelServerSettings(ServiceSettings):
+    port: int = Field(8500, ge=1, le=65535, validation_alias="EMOTUNE_MODELSERVER_PORT")
+    host: str = Field("0.0.0.0", validation_alias="EMOTUNE_MODELSERVER_HOST")
+    model_config_file: Path = MODELS_DIR / "models.config"
+    batching_parameters_file: Path = MODELS_DIR / "batching.config"
+    enable_batching: bool = True
+    poll_seconds: float = Field(1.0, gt=0, description="How often model folders are checked for new versions")
+    grpc_workers: int = Field(32, ge=1, description="Concurrent RPCs the server handles")
