@@ -19,6 +19,8 @@ BATCH_SECONDS = Histogram(
     "emotune_modelserver_batch_seconds", "Model call time per batch", ["model"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )  # fmt: skip
-QUEUE_FULL = Counter("emotune_modelserver_queue_full_total", "Tasks refused because the batch queue was full", ["model"])
+QUEUE_FULL = Counter(
+    "emotune_modelserver_queue_full_total", "Tasks refused because the batch queue was full", ["model"]
+)
 VERSIONS = Gauge("emotune_modelserver_available_versions", "Versions AVAILABLE per model", ["model"])
 LATEST_VERSION = Gauge("emotune_modelserver_latest_version", "Highest AVAILABLE version per model", ["model"])

@@ -79,12 +79,10 @@ def _signature(servable: Servable, name: str, method: str | None = None) -> meta
     name = name or "serving_default"
     signature = servable.signature_defs.get(name)
     if signature is None:
-        raise NotFound(f"Serving signature key \"{name}\" not found.")
+        raise NotFound(f'Serving signature key "{name}" not found.')
     if method and signature.method_name != method:
         kind = method.rsplit("/", 1)[-1]
-        raise InvalidInput(
-            f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"
-        )
+        raise InvalidInput(f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}")
     return signature
 
 
@@ -104,7 +102,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         rows = check_inputs(signature, dict(request.inputs))
         for key in request.output_filter:
             if key not in signature.outputs:
-                raise InvalidInput(f"output tensor alias not found in signature: {key} Outputs expected to be in the set {{{','.join(sorted(signature.outputs))}}}.")
+                known = ",".join(sorted(signature.outputs))
+                raise InvalidInput(
+                    f"output tensor alias not found in signature: {key} Outputs expected to be in the set {{{known}}}."
+                )
         inputs = {k: to_numpy(v) for k, v in request.inputs.items()}
         scheduler = servable.schedulers.get(signature_name) if self.batching else None
         if scheduler is not None:
@@ -169,4 +170,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
     async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "edit models.config and restart; new versions load by themselves")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "edit models.config and restart; new versions load by themselves"
+        )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-
 from emotune_common.settings import ServiceSettings
+from pydantic import Field
 
 MODELS_DIR = Path(__file__).resolve().parents[3] / "models"
 

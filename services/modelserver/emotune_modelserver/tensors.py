@@ -30,14 +30,17 @@ def _dtype_name(dtype: int) -> str:
 def check_inputs(signature: meta_graph_pb2.SignatureDef, inputs: dict[str, tensor_pb2.TensorProto]) -> int:
     """Validate names, dtypes and shapes; return the batch size (first dimension) of the request."""
     expected = sorted(signature.inputs)
+    known = ",".join(expected)
     for key in inputs:
         if key not in signature.inputs:
             raise InvalidInput(
-                f"input tensor alias not found in signature: {key}. Inputs expected to be in the set {{{','.join(expected)}}}."
+                f"input tensor alias not found in signature: {key}. Inputs expected to be in the set {{{known}}}."
             )
     missing = [k for k in expected if k not in inputs]
     if missing:
-        raise InvalidInput(f"Missing input tensor alias(es): {','.join(missing)}. Inputs expected: {{{','.join(expected)}}}.")
+        raise InvalidInput(
+            f"Missing input tensor alias(es): {','.join(missing)}. Inputs expected: {{{','.join(expected)}}}."
+        )
     batch = None
     for position, key in enumerate(expected):
         info, tensor = signature.inputs[key], inputs[key]
@@ -56,4 +59,3 @@ def check_inputs(signature: meta_graph_pb2.SignatureDef, inputs: dict[str, tenso
                 raise InvalidInput(f"inputs disagree on the batch size: {batch} and {got[0]}")
             batch = got[0]
     return batch or 1
-
