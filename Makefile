@@ -7,7 +7,7 @@ SERVICES := $(sort $(dir $(wildcard services/*/pyproject.toml)))
 PROTOS := $(wildcard proto/emotune/v1/*.proto)
 DATA ?= ../shared/data/fer2013/val.npz
 
-.PHONY: setup run test lint format proto check-proto lock bench clean
+.PHONY: setup run test lint format proto check-proto lock bench train eval clean
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,14 @@ lock:
 
 bench: setup
 	$(BIN)/python -m bench
+
+# Train the emotion CNN (hours on 2 CPU cores; run it again to resume), export a new version.
+train: setup
+	$(BIN)/python -m models.emotion_cnn.train $(TRAIN_ARGS)
+
+# Evaluate the latest version on DATA (an .npz with x uint8 [N,48,48], y uint8 [N]).
+eval: setup
+	$(BIN)/python -m models.emotion_cnn.evaluate --data $(DATA)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
