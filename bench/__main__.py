@@ -1,6 +1,6 @@
 """Run the benchmarks and write bench/RESULTS.md (`make bench`).
 
-python -m bench [NAME ...]     # all by default; names: streams
+python -m bench [NAME ...]     # all by default; names: streams, modelserver
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import streams
+from bench import modelserver, streams
 
-BENCHES = {"streams": streams}
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+BENCHES = {"streams": streams, "modelserver": modelserver}
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+SECTIONS = HERE / "results"  # one file a benchmark, so running one keeps the others' latest figures
 
 
 def main(argv: list[str]) -> int:
@@ -25,17 +27,19 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHES)}", file=sys.stderr)
         return 2
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    sections = []
+    SECTIONS.mkdir(exist_ok=True)
     for name in names:
         print(f"running {name} ...", flush=True)
         result = BENCHES[name].run(redis_url)
         print(json.dumps(result, indent=2), flush=True)
-        sections.append(BENCHES[name].markdown(result))
-    header = (
-        f"# Benchmark results\n\nWritten by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}.\n"
-    )
-    RESULTS.write_text(header + "\n" + "\n\n".join(sections) + "\n")
+        stamp = (
+            f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}._"
+        )
+        (SECTIONS / f"{name}.md").write_text(BENCHES[name].markdown(result) + "\n\n" + stamp + "\n")
+        (SECTIONS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    sections = [(SECTIONS / f"{n}.md").read_text() for n in BENCHES if (SECTIONS / f"{n}.md").exists()]
+    RESULTS.write_text("# Benchmark results\n\nWritten by `make bench`.\n\n" + "\n".join(sections))
     print(f"wrote {RESULTS}")
     return 0
 

@@ -30,3 +30,39 @@ def test_redis_keeps_its_data_on_a_volume():
     redis = yaml.safe_load(compose_config())["services"]["redis"]
     assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
     assert "redis-data:/data:rw" in redis["volumes"]
+
+
+def all_profiles_config() -> dict:
+    return yaml.safe_load(compose_config("--profile", "modelserver"))
+
+
+def dockerfile_cmd(path) -> list[str]:
+    import json
+
+    lines = [line for line in path.read_text().splitlines() if line.startswith("CMD ")]
+    assert lines, f"{path} has no CMD"
+    return json.loads(lines[-1][4:])
+
+
+def test_every_build_has_a_dockerfile_whose_cmd_is_a_real_entry_point():
+    import importlib.util
+
+    builds = {name: s["build"] for name, s in all_profiles_config()["services"].items() if "build" in s}
+    assert builds, "no service is built from this repository"
+    for name, build in builds.items():
+        dockerfile = ROOT / build["dockerfile"]
+        assert dockerfile.exists(), f"{name}: {dockerfile} is missing"
+        cmd = dockerfile_cmd(dockerfile)
+        assert cmd[:2] == ["python", "-m"], f"{name}: CMD {cmd}"
+        assert importlib.util.find_spec(cmd[2]) is not None, f"{name}: no module {cmd[2]}"
+        assert "USER emotune" in dockerfile.read_text(), f"{name} runs as root"
+
+
+def test_tensorflow_serving_reads_the_committed_model_config():
+    service = all_profiles_config()["services"]["tfserving"]
+    assert f"{ROOT / 'models'}:/models:ro" in service["volumes"]
+    flags = dict(arg.lstrip("-").split("=", 1) for arg in service["command"])
+    for flag in ("model_config_file", "batching_parameters_file"):
+        assert (ROOT / "models" / flags[flag].removeprefix("/models/")).exists()
+    assert flags["enable_batching"] == "true"
+    assert service["image"].split(":")[1].startswith("2.21"), "TF Serving must match the project's TensorFlow"

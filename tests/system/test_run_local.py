@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -72,3 +73,26 @@ def test_run_uses_a_redis_that_already_answers(redis_url, tmp_path):
     )
     assert done.returncode == 0
     assert f"using the Redis at {redis_url}" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_real_procfile_serves_the_model_and_stops_cleanly():
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    redis_port, grpc_port = free_port(), free_port()
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "EMOTUNE_MODELSERVER_PORT": str(grpc_port)}
+    env.pop("EMOTUNE_PROCFILE", None)
+    run = subprocess.Popen([sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=90)
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        os.killpg(run.pid, signal.SIGINT)
+        output, _ = run.communicate(timeout=60)
+    assert "modelserver" in output and "redis" in output
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", grpc_port)) != 0, "the model server still listens after Ctrl-C"

@@ -1,0 +1,149 @@
+"""Model server throughput: images/s over gRPC with 8 concurrent clients, batching on and off,
+side by side with the model called in-process at the batch size limit.
+
+Each client sends requests of 8 faces (real FER-2013 validation faces), so with batching on the
+server can merge 8 concurrent requests into one model call of 64 (models/batching.config's limit);
+in-process calls the same SavedModel with batches of 64 directly; with batching off each request is
+its own model call of 8.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENTS = 8
+PER_REQUEST = 8
+SECONDS = float(os.environ.get("BENCH_MODELSERVER_SECONDS", 15))
+
+
+def _faces(n: int) -> np.ndarray:
+    data_dir = Path(os.environ.get("EMOTUNE_DATA_DIR", ROOT.parent / "shared" / "data"))
+    with np.load(data_dir / "fer2013" / "val.npz") as f:
+        return (f["x"][:n].astype(np.float32) / 255.0)[..., None]
+
+
+def _latest_version() -> Path:
+    base = ROOT / "models" / "emotion_cnn"
+    return max((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def _in_process(images: np.ndarray, batch: int) -> float:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(_latest_version())).signatures["serving_default"]
+    x = tf.constant(images[:batch])
+    serve(images=x)  # warm up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < SECONDS:
+        serve(images=x)
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def _start_server(port: int, batching: bool) -> subprocess.Popen:
+    env = {**os.environ, "EMOTUNE_MODELSERVER_PORT": str(port), "EMOTUNE_ENABLE_BATCHING": str(batching).lower(),
+           "EMOTUNE_LOG_LEVEL": "WARNING"}  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "emotune_modelserver"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=90)
+    return process
+
+
+def _over_grpc(images: np.ndarray, port: int) -> tuple[float, float]:
+    """(images/s, p99 request latency in ms) for CLIENTS threads sending PER_REQUEST faces each."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    requests = []
+    for i in range(CLIENTS):
+        r = predict_pb2.PredictRequest()
+        r.model_spec.name = "emotion_cnn"
+        r.inputs["images"].CopyFrom(tf.make_tensor_proto(images[i * PER_REQUEST : (i + 1) * PER_REQUEST]))
+        requests.append(r)
+    latencies: list[float] = []
+    counts = [0] * CLIENTS
+    stop = threading.Event()
+
+    def client(i: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            stub.Predict(requests[i], timeout=60)  # warm up
+            while not stop.is_set():
+                t = time.perf_counter()
+                stub.Predict(requests[i], timeout=60)
+                latencies.append(time.perf_counter() - t)
+                counts[i] += PER_REQUEST
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    time.sleep(2)  # every client warmed up
+    counts[:] = [0] * CLIENTS
+    latencies.clear()
+    started = time.perf_counter()
+    time.sleep(SECONDS)
+    stop.set()
+    elapsed = time.perf_counter() - started
+    for t in threads:
+        t.join()
+    return sum(counts) / elapsed, float(np.percentile(latencies, 99) * 1000)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(redis_url: str) -> dict:
+    images = _faces(CLIENTS * PER_REQUEST)
+    result: dict = {"clients": CLIENTS, "faces_per_request": PER_REQUEST, "seconds": SECONDS}
+    result["in_process_batch64_img_s"] = round(_in_process(images, 64))
+    for batching in (True, False):
+        port = _free_port()
+        server = _start_server(port, batching)
+        try:
+            rate, p99 = _over_grpc(images, port)
+        finally:
+            server.terminate()
+            server.wait(30)
+        key = "batching_on" if batching else "batching_off"
+        result[f"grpc_{key}_img_s"] = round(rate)
+        result[f"grpc_{key}_p99_ms"] = round(p99, 1)
+    result["in_process_batch8_img_s"] = round(_in_process(images, PER_REQUEST))
+    result["ratio_batching_on"] = round(result["grpc_batching_on_img_s"] / result["in_process_batch64_img_s"], 3)
+    result["ratio_batching_off"] = round(result["grpc_batching_off_img_s"] / result["in_process_batch64_img_s"], 3)
+    return result
+
+
+def markdown(r: dict) -> str:
+    return "\n".join(
+        [
+            "## Model server: images per second over gRPC",
+            "",
+            f"{r['clients']} concurrent clients, {r['faces_per_request']} faces a request, {r['seconds']:.0f} s a "
+            "measurement, the committed emotion CNN (each face is scored with its mirror image).",
+            "",
+            "| path | images/s | vs in-process at 64 | p99 request latency |",
+            "| --- | ---: | ---: | ---: |",
+            f"| in-process, batches of 64 (the limit) | {r['in_process_batch64_img_s']:,} | 100% | |",
+            f"| gRPC, server-side batching on | {r['grpc_batching_on_img_s']:,} | {r['ratio_batching_on']:.0%} | "
+            f"{r['grpc_batching_on_p99_ms']} ms |",
+            f"| gRPC, batching off | {r['grpc_batching_off_img_s']:,} | {r['ratio_batching_off']:.0%} | "
+            f"{r['grpc_batching_off_p99_ms']} ms |",
+            f"| in-process, batches of 8 | {r['in_process_batch8_img_s']:,} | | |",
+            "",
+            "Floor: gRPC with batching at least 70% of in-process throughput.",
+        ]
+    )
