@@ -7,7 +7,7 @@ SERVICES := $(sort $(dir $(wildcard services/*/pyproject.toml)))
 PROTOS := $(wildcard proto/emotune/v1/*.proto)
 DATA ?= ../shared/data/fer2013/val.npz
 
-.PHONY: setup run test lint format proto check-proto lock bench train eval clean
+.PHONY: setup run test lint format proto check-proto lock bench train eval data clean
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,10 @@ lock:
 
 bench: setup
 	$(BIN)/python -m bench
+
+# Fetch the data sets that are missing from EMOTUNE_DATA_DIR (default ../shared/data).
+data: setup
+	$(BIN)/python scripts/fetch_data.py
 
 # Train the emotion CNN (hours on 2 CPU cores; run it again to resume), export a new version.
 train: setup
