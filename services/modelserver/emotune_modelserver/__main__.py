@@ -27,7 +27,7 @@ async def serve(settings: ModelServerSettings, stop: asyncio.Event) -> None:
     registry = ModelRegistry(models, batching, settings.poll_seconds)
     await asyncio.to_thread(registry.start)
 
-    server = grpc.aio.server(maximum_concurrent_rpcs=None, options=[("grpc.max_receive_message_length", 64 << 20)])
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(registry, batching is not None), server
     )

@@ -17,4 +17,3 @@ class ModelServerSettings(ServiceSettings):
     batching_parameters_file: Path = MODELS_DIR / "batching.config"
     enable_batching: bool = True
     poll_seconds: float = Field(1.0, gt=0, description="How often model folders are checked for new versions")
-    grpc_workers: int = Field(32, ge=1, description="Concurrent RPCs the server handles")
