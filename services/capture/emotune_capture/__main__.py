@@ -1,0 +1,128 @@
+"""The capture service, and a command line to run a source by hand.
+
+python -m emotune_capture serve                      # the service: EMOTUNE_CAPTURE_SOURCES + uploads
+python -m emotune_capture run video:clip.mp4 --user alice    # one source by hand, with progress
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from emotune.v1 import messages_pb2
+from emotune_common.consumer import StreamConsumer
+from emotune_common.lifecycle import serve_ops, stop_on_signals
+from emotune_common.logs import configure_logging, get_logger
+from emotune_common.producer import StreamProducer
+from emotune_common.redis_client import connect
+from emotune_common.streams import FACES, FRAMES
+from tqdm import tqdm
+
+from emotune_capture.detector import FaceDetector
+from emotune_capture.live import Counts, SourceRunner
+from emotune_capture.settings import CaptureSettings
+from emotune_capture.sources import SourceError, parse_source
+from emotune_capture.uploads import upload_handler
+
+app = typer.Typer(add_completion=False, help="emotune capture: frames in, 48x48 face crops out to emotune:faces")
+log = get_logger("emotune.capture")
+
+
+async def _serve(settings: CaptureSettings) -> None:
+    specs = [parse_source(s, settings.capture_session, settings.capture_user) for s in settings.capture_sources.split()]
+    specs = [s if s.fps else s.__class__(**{**vars(s), "fps": settings.capture_fps}) for s in specs]
+    redis = connect(settings.redis_url)
+    faces = StreamProducer(redis, FACES, settings.faces_maxlen)
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    tasks = [SourceRunner(spec, FaceDetector(settings.detector_options()), faces).run(stop) for spec in specs]
+    if settings.capture_uploads:
+        consumer = StreamConsumer(
+            redis, FRAMES, "capture", upload_handler(FaceDetector(settings.detector_options()), faces),
+            consumer=settings.consumer_name or None, settings=settings.stream, message_type=messages_pb2.Frame,
+        )  # fmt: skip
+        tasks.append(consumer.run(stop))
+    if not tasks:
+        raise typer.BadParameter("nothing to capture: set EMOTUNE_CAPTURE_SOURCES or EMOTUNE_CAPTURE_UPLOADS=true")
+
+    async def ready() -> bool:
+        return bool(await redis.ping())
+
+    ops = asyncio.create_task(serve_ops(settings.metrics_port, ready, stop))
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for spec, result in zip(specs, results, strict=False):
+        if isinstance(result, Exception):
+            log.error("source_failed", source=spec.name, error=str(result))
+    stop.set()
+    await ops
+    await redis.aclose()
+
+
+@app.command()
+def serve() -> None:
+    """Run the capture service with the settings of the environment."""
+    settings = CaptureSettings()
+    configure_logging(settings.log_level, settings.log_json, service="capture")
+    try:
+        asyncio.run(_serve(settings))
+    except SourceError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+@app.command()
+def run(
+    source: str = typer.Argument(..., help="webcam:0, video:PATH[?loop=1], images:DIR, rtsp://..., http://..."),
+    session: str = typer.Option("cli", help="Session the crops belong to"),
+    user: str = typer.Option("cli", help="User the crops belong to"),
+    fps: float = typer.Option(0.0, help="Frame-rate cap (0: the source's own rate)"),
+    realtime: bool = typer.Option(True, help="Pace a video file at its own frame rate"),
+    publish: bool = typer.Option(True, help="Publish crops to emotune:faces (off: only count)"),
+    every_frame: bool = typer.Option(False, help="Detect every frame of a file instead of the newest one"),
+) -> None:
+    """Run one source by hand, with a progress bar of frames, faces and drops."""
+    settings = CaptureSettings()
+    configure_logging("WARNING", json=False)
+    try:
+        spec = parse_source(source, session, user)
+    except SourceError as e:
+        raise typer.BadParameter(str(e), param_hint="SOURCE") from None
+    spec = spec.__class__(
+        **{
+            **vars(spec),
+            "fps": fps or spec.fps,
+            "realtime": realtime and spec.realtime,
+            "every_frame": every_frame or spec.every_frame,
+        }
+    )
+
+    async def go() -> Counts:
+        redis = connect(settings.redis_url) if publish else None
+        producer = StreamProducer(redis, FACES, settings.faces_maxlen) if redis else None
+        bar = tqdm(desc=spec.name, unit="frame")
+
+        def show(counts: Counts) -> None:
+            bar.update(counts.processed - bar.n)
+            bar.set_postfix(faces=counts.faces, skipped=counts.skipped, dropped=counts.dropped)
+
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        try:
+            return await SourceRunner(spec, FaceDetector(settings.detector_options()), producer, show).run(stop)
+        finally:
+            bar.close()
+            if redis:
+                await redis.aclose()
+
+    try:
+        counts = asyncio.run(go())
+    except SourceError as e:
+        raise typer.BadParameter(str(e), param_hint="SOURCE") from None
+    where = f" published to {FACES}" if publish else ""
+    typer.echo(
+        f"{counts.processed} frames processed ({counts.read} read, {counts.skipped} over the cap, "
+        f"{counts.dropped} dropped), {counts.faces} faces{where}"
+    )
+
+
+if __name__ == "__main__":
+    app()

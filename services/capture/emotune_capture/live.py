@@ -1,0 +1,161 @@
+"""Running one source: a reader thread that never waits, and a detector that takes the newest frame.
+
+The reader thread pulls frames from the source (paced for files, capped at ``fps``) and leaves the
+newest in a one-slot mailbox. The detection task takes whatever is newest; a frame replaced before
+detection got to it is dropped and counted. So a slow detector or a slow Redis never blocks the
+camera, and latency stays bounded: the system always works on the most recent picture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from emotune_common.ids import now_us
+from emotune_common.logs import get_logger
+from emotune_common.producer import StreamProducer
+
+from emotune_capture import metrics
+from emotune_capture.crops import face_crops
+from emotune_capture.detector import FaceDetector
+from emotune_capture.sources import Pacer, SourceSpec, native_fps, open_frames
+
+log = get_logger("emotune.capture")
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    skipped: int = 0
+    dropped: int = 0
+    processed: int = 0
+    faces: int = 0
+
+
+class Mailbox:
+    """The newest frame of a source, handed from a thread to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Condition()
+        self._item: tuple[np.ndarray, int, int] | None = None
+        self._ready = asyncio.Event()
+        self.closed = False
+
+    def put(self, item: tuple[np.ndarray, int, int], wait: bool = False, halt: threading.Event | None = None) -> bool:
+        """Leave ``item``; returns True when it replaced one nobody took (a drop).
+
+        With ``wait`` (files read frame by frame) it waits for the slot to be free instead.
+        """
+        with self._lock:
+            while wait and self._item is not None and not (halt and halt.is_set()):
+                self._lock.wait(0.1)
+            replaced = self._item is not None
+            self._item = item
+        self._loop.call_soon_threadsafe(self._ready.set)
+        return replaced
+
+    def close(self) -> None:
+        self.closed = True
+        self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def take(self) -> tuple[np.ndarray, int, int] | None:
+        """The newest item, waiting for one; None once closed and empty."""
+        while True:
+            with self._lock:
+                item, self._item = self._item, None
+                self._lock.notify()
+            if item is not None:
+                return item
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+
+
+class SourceRunner:
+    """Reads one source and publishes its faces until the source ends or ``stop`` is set."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        detector: FaceDetector,
+        producer: StreamProducer | None,
+        on_frame: Callable[[Counts], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.detector = detector
+        self.producer = producer
+        self.on_frame = on_frame
+        self.counts = Counts()
+        self.error: Exception | None = None
+
+    def _read(self, mailbox: Mailbox, stop: threading.Event) -> None:
+        name = self.spec.name
+        pacer = Pacer(self.spec.fps, native_fps(self.spec), self.spec.realtime)
+        try:
+            for number, frame in enumerate(open_frames(self.spec)):
+                if stop.is_set():
+                    break
+                pacer.wait()
+                self.counts.read += 1
+                metrics.FRAMES_READ.labels(name).inc()
+                if not pacer.keep():
+                    self.counts.skipped += 1
+                    metrics.FRAMES_SKIPPED.labels(name).inc()
+                    continue
+                if mailbox.put((frame, number, now_us()), wait=self.spec.every_frame, halt=stop):
+                    self.counts.dropped += 1
+                    metrics.FRAMES_DROPPED.labels(name).inc()
+        except Exception as e:  # reported by run(); the other sources go on
+            self.error = e
+        finally:
+            mailbox.close()
+
+    async def run(self, stop: asyncio.Event) -> Counts:
+        name = self.spec.name
+        mailbox = Mailbox(asyncio.get_running_loop())
+        halt = threading.Event()
+        reader = threading.Thread(target=self._read, args=(mailbox, halt), name=f"read-{name}", daemon=True)
+        reader.start()
+        log.info("source_start", source=name, session=self.spec.session, user=self.spec.user, fps=self.spec.fps)
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                taking = asyncio.create_task(mailbox.take())
+                await asyncio.wait({taking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not taking.done():
+                    taking.cancel()
+                    break
+                item = taking.result()
+                if item is None:
+                    break
+                await self._process(*item)
+        finally:
+            halt.set()
+            stopping.cancel()
+            await asyncio.to_thread(reader.join)
+        if self.error:
+            log.error("source_failed", source=name, error=str(self.error))
+            raise self.error
+        log.info("source_end", source=name, **vars(self.counts))
+        return self.counts
+
+    async def _process(self, frame: np.ndarray, number: int, captured_at_us: int) -> None:
+        name = self.spec.name
+        with metrics.DETECT_SECONDS.labels(name).time():
+            crops = await asyncio.to_thread(
+                face_crops, self.detector, frame, session_id=self.spec.session, user_id=self.spec.user,
+                captured_at_us=captured_at_us, frame_number=number, source=name,
+            )  # fmt: skip
+        if crops and self.producer is not None:
+            await self.producer.publish_many(crops)
+        self.counts.processed += 1
+        self.counts.faces += len(crops)
+        metrics.FRAMES_PROCESSED.labels(name).inc()
+        metrics.FACES.labels(name).inc(len(crops))
+        if self.on_frame:
+            self.on_frame(self.counts)

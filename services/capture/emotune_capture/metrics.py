@@ -1,0 +1,19 @@
+"""Prometheus metrics of the capture service, by source."""
+
+from prometheus_client import Counter, Histogram
+
+FRAMES_READ = Counter("emotune_capture_frames_read_total", "Frames read from a source", ["source"])
+FRAMES_SKIPPED = Counter(
+    "emotune_capture_frames_skipped_total", "Frames left out by the source's frame-rate cap", ["source"]
+)
+FRAMES_DROPPED = Counter(
+    "emotune_capture_frames_dropped_total",
+    "Frames replaced by a newer one before detection got to them (the camera never waits)", ["source"],
+)  # fmt: skip
+FRAMES_PROCESSED = Counter("emotune_capture_frames_processed_total", "Frames run through detection", ["source"])
+FACES = Counter("emotune_capture_faces_total", "Faces detected and published", ["source"])
+DETECT_SECONDS = Histogram(
+    "emotune_capture_detect_seconds", "Face detection time per frame", ["source"],
+    buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
+)  # fmt: skip
+BAD_UPLOADS = Counter("emotune_capture_bad_uploads_total", "Uploaded frames that could not be decoded")

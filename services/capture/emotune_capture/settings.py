@@ -1,0 +1,35 @@
+"""The capture service's settings (environment variables)."""
+
+from __future__ import annotations
+
+from emotune_common.settings import ServiceSettings
+from pydantic import Field
+
+from emotune_capture.detector import DetectorOptions, Equalize
+
+
+class CaptureSettings(ServiceSettings):
+    capture_sources: str = Field("", description="Sources to read, separated by spaces (see sources.py)")
+    capture_uploads: bool = Field(True, description="Read browser-uploaded frames from emotune:frames")
+    capture_fps: float = Field(10.0, ge=0, description="Default frame-rate cap of a source (0: none)")
+    capture_session: str = Field("default", description="Session of a source that names none")
+    capture_user: str = Field("default", description="User of a source that names none")
+    detect_scale_factor: float = Field(1.1, gt=1.0)
+    detect_min_neighbors: int = Field(5, ge=0)
+    detect_min_size: int = Field(30, ge=1)
+    detect_largest_only: bool = False
+    detect_width: int = Field(0, ge=0, description="Downscale wider frames to this before detecting (0: never)")
+    crop_margin: float = Field(0.0, ge=0, le=1)
+    crop_equalize: Equalize = "none"
+    faces_maxlen: int = Field(2_000, ge=1, description="Bound of emotune:faces: older crops are dropped")
+
+    def detector_options(self) -> DetectorOptions:
+        return DetectorOptions(
+            scale_factor=self.detect_scale_factor,
+            min_neighbors=self.detect_min_neighbors,
+            min_size=self.detect_min_size,
+            largest_only=self.detect_largest_only,
+            margin=self.crop_margin,
+            detect_width=self.detect_width,
+            equalize=self.crop_equalize,
+        )
