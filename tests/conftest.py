@@ -121,6 +121,26 @@ class Names:
         return f"{self.prefix}:{name}"
 
 
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory):
+    """A model server process over a copy of the committed model, shared by the whole session."""
+    from .processes import start_model_server
+
+    server = start_model_server(tmp_path_factory.mktemp("modelserver"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def val_faces():
+    """The first 256 validation faces of FER-2013, float32 [N,48,48,1] in 0..1, and their labels."""
+    import numpy as np
+
+    with np.load(DATA_DIR / "fer2013" / "val.npz") as f:
+        x, y = f["x"][:256], f["y"][:256]
+    return (x.astype(np.float32) / 255.0)[..., None], y
+
+
 @pytest.fixture
 async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     from emotune_common.redis_client import connect

@@ -87,7 +87,10 @@ def test_the_shipped_configs_parse():
     [model] = load_model_config(ROOT / "models" / "models.config")
     assert model.name == "emotion_cnn" and model.base_path == ROOT / "models" / "emotion_cnn"
     batching = load_batching_config(ROOT / "models" / "batching.config")
-    assert batching.max_batch_size == batching.allowed_batch_sizes[-1]
+    from emotune_inference.settings import InferenceSettings
+
+    # one worker's batch must fit in the server's batch, or every Predict would be refused
+    assert batching.max_batch_size >= InferenceSettings().inference_batch_size
 
 
 @pytest.mark.parametrize(

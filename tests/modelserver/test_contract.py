@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, get_model_status_pb2
 
 from ..conftest import ROOT
-from .conftest import latest_model_dir
+from ..processes import latest_model_dir
 from .helpers import predict_request, probabilities
 
 CONTRACT = ROOT.parent / "shared" / "tools" / "tfserving_contract.py"

@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from .conftest import start_model_server
+from ..processes import start_model_server
 from .helpers import predict_request, probabilities
 
 

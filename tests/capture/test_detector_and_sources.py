@@ -1,0 +1,128 @@
+"""Face detection on real photographs and the real video; sources, caps and back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import cv2
+import numpy as np
+import pytest
+from emotune_capture.detector import DetectorOptions, FaceDetector, equalize
+from emotune_capture.live import SourceRunner
+from emotune_capture.sources import Pacer, SourceError, open_frames, parse_source
+
+from ..conftest import DATA_DIR
+
+IMAGES = DATA_DIR / "images"
+VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
+
+
+@pytest.mark.parametrize(
+    ("name", "faces"),
+    [("obama.jpg", 1), ("biden.jpg", 1), ("two_people.jpg", 2), ("obama_partial_face.jpg", 0)],
+)
+def test_faces_in_real_photographs(name, faces):
+    found = FaceDetector().detect(cv2.imread(str(IMAGES / name)))
+    assert len(found) == faces
+    for face in found:
+        assert face.pixels.shape == (48, 48) and face.pixels.dtype == np.uint8
+
+
+def test_a_group_photo_has_several_faces_and_largest_only_keeps_the_biggest():
+    frame = cv2.imread(str(IMAGES / "obama_and_biden.jpg"))
+    faces = FaceDetector().detect(frame)
+    assert len(faces) >= 2
+    assert [f.width * f.height for f in faces] == sorted((f.width * f.height for f in faces), reverse=True)
+    [largest] = FaceDetector(DetectorOptions(largest_only=True)).detect(frame)
+    assert (largest.x, largest.y, largest.width) == (faces[0].x, faces[0].y, faces[0].width)
+
+
+def test_crop_margin_is_clipped_to_the_frame_and_equalisation_spreads_the_histogram():
+    frame = cv2.imread(str(IMAGES / "obama.jpg"), cv2.IMREAD_GRAYSCALE)
+    detector = FaceDetector(DetectorOptions(margin=0.5))
+    crop = detector.crop(frame, (0, 0, 40, 40))  # a box in the corner: the margin leaves the frame
+    assert crop.shape == (48, 48)
+    dull = (np.arange(48 * 48).reshape(48, 48) % 40 + 100).astype(np.uint8)
+    for how in ("hist", "clahe"):
+        assert np.ptp(equalize(dull, how)) > np.ptp(dull)
+    assert np.array_equal(equalize(dull, "none"), dull)
+
+
+def test_the_sample_video_yields_the_faces_its_readme_counts():
+    detector = FaceDetector()
+    spec = parse_source(f"video:{VIDEO}")
+    assert sum(len(detector.detect(frame)) for frame in open_frames(spec)) == 204
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("ftp://x", "unknown source"),
+        ("webcam:front", "an index"),
+        ("video:x.mp4?fps=fast", "fps must be a number"),
+        ("video:x.mp4?fps=-1", "fps must be >= 0"),
+    ],
+)
+def test_bad_sources_are_clear_errors(text, message):
+    with pytest.raises(SourceError, match=message):
+        parse_source(text)
+
+
+def test_sources_that_cannot_be_opened_say_why(tmp_path):
+    with pytest.raises(SourceError, match="no such video file"):
+        next(open_frames(parse_source(f"video:{tmp_path / 'missing.mp4'}")))
+    with pytest.raises(SourceError, match="no images"):
+        next(open_frames(parse_source(f"images:{tmp_path}")))
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(SourceError, match="cannot open"):
+        next(open_frames(parse_source(f"video:{tmp_path / 'broken.mp4'}")))
+
+
+def test_source_parameters():
+    spec = parse_source("video:/data/clip.mp4?loop=1&fps=5&session=s1&user=alice&realtime=0&every_frame=1")
+    assert (spec.kind, spec.target, spec.fps, spec.loop, spec.realtime, spec.every_frame) == (
+        "video", "/data/clip.mp4", 5.0, True, False, True)  # fmt: skip
+    assert (spec.session, spec.user) == ("s1", "alice")
+    assert parse_source("rtsp://cam.local:554/live?fps=8").target == "rtsp://cam.local:554/live"
+    assert parse_source("webcam:0?every_frame=1").every_frame is False  # a camera never waits
+
+
+def test_an_image_folder_loops_and_skips_unreadable_files(tmp_path):
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes((IMAGES / "obama.jpg").read_bytes())
+    (tmp_path / "c.jpg").write_bytes(b"broken")
+    frames = open_frames(parse_source(f"images:{tmp_path}?loop=1"))
+    assert len([next(frames) for _ in range(5)]) == 5
+
+
+def test_the_pacer_caps_the_frame_rate():
+    pacer = Pacer(cap_fps=10)
+    kept, started = 0, time.monotonic()
+    while time.monotonic() - started < 1.0:
+        kept += pacer.keep()
+        time.sleep(0.002)
+    assert 9 <= kept <= 11
+
+
+async def test_a_slow_detector_drops_old_frames_instead_of_blocking_the_source():
+    spec = parse_source(f"video:{VIDEO}?realtime=0")  # the reader goes as fast as it can
+    counts = await SourceRunner(spec, FaceDetector(), producer=None).run(asyncio.Event())
+    assert counts.read == 275
+    assert counts.dropped > 0
+    assert counts.processed + counts.dropped == counts.read
+
+
+async def test_a_video_in_real_time_with_a_cap_keeps_a_third_of_its_frames():
+    spec = parse_source(f"video:{VIDEO}?fps=10")
+    spec = spec.__class__(**{**vars(spec), "every_frame": True})
+    started = time.monotonic()
+    stop = asyncio.Event()
+    task = asyncio.create_task(SourceRunner(spec, FaceDetector(), producer=None).run(stop))
+    await asyncio.sleep(3)
+    stop.set()
+    counts = await task
+    elapsed = time.monotonic() - started
+    assert counts.read <= 30 * elapsed + 5  # paced at the file's 29.97 fps
+    assert counts.skipped >= counts.read * 0.55  # about two frames in three over the 10 fps cap

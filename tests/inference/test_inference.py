@@ -1,0 +1,124 @@
+"""Inference workers against a real Redis and the real model server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from emotune.v1 import messages_pb2
+from emotune_common.codec import decode
+from emotune_common.ids import make_header
+from emotune_common.producer import StreamProducer
+from emotune_common.redis_client import connect
+from emotune_common.streams import EMOTIONS, FACES, dead_letter_stream
+from emotune_inference.__main__ import serve
+from emotune_inference.settings import InferenceSettings
+from emotune_inference.worker import event_id
+
+from ..common.helpers import wait_for
+from ..conftest import free_port
+from ..modelserver.helpers import predict_request, probabilities
+from ..processes import start_model_server
+
+
+def fer_crops(val_faces, n: int) -> list[messages_pb2.FaceCrop]:
+    images, _ = val_faces
+    pixels = (images[:n, :, :, 0] * 255).round().astype(np.uint8)
+    return [messages_pb2.FaceCrop(header=make_header("s1", "alice"), pixels=p.tobytes(), width=48, height=48,
+                                  frame_number=i) for i, p in enumerate(pixels)]  # fmt: skip
+
+
+def settings_for(redis_url: str, model_server: str) -> InferenceSettings:
+    return InferenceSettings.model_validate(
+        {
+            "REDIS_URL": redis_url,
+            "MODEL_SERVER": model_server,
+            "inference_batch_size": 8,
+            "breaker_reset_s": 0.5,
+            "stream": {"block_ms": 50, "claim_idle_ms": 1000, "max_deliveries": 3},
+        }  # fmt: skip
+    )
+
+
+async def run_worker(settings: InferenceSettings):
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(serve(settings, stop))
+
+
+async def events(redis) -> list[messages_pb2.EmotionEvent]:
+    return [decode(f, messages_pb2.EmotionEvent) for _, f in await redis.xrange(EMOTIONS)]
+
+
+async def test_one_event_per_crop_with_the_models_probabilities(redis_server, model_server, val_faces):
+    redis = connect(redis_server.url)
+    crops = fer_crops(val_faces, 40)
+    await StreamProducer(redis, FACES, 10_000).publish_many(crops)
+    stop, task = await run_worker(settings_for(redis_server.url, model_server.target))
+    try:
+        await wait_for(lambda: _length(redis, EMOTIONS, 40), 60, "40 emotion events")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+    got = {e.crop_id: e for e in await events(redis)}
+    assert set(got) == {c.header.id for c in crops}
+    with model_server.channel() as channel:
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        expected = probabilities(stub.Predict(predict_request(val_faces[0][:40]), timeout=30))
+    for crop, want in zip(crops, expected, strict=True):
+        event = got[crop.header.id]
+        np.testing.assert_allclose(event.probabilities, want, atol=2e-3)  # pixels went through uint8
+        assert event.label == int(np.argmax(event.probabilities)) + 1
+        assert event.header.id == event_id(crop.header.id)
+        assert (event.header.user_id, event.header.captured_at_us) == ("alice", crop.header.captured_at_us)
+        assert event.model_name == "emotion_cnn" and event.model_version >= 1
+    assert (await redis.xpending(FACES, "inference"))["pending"] == 0
+    await redis.aclose()
+
+
+@pytest.mark.slow
+async def test_a_model_server_outage_loses_nothing(redis_server, tmp_path, val_faces):
+    redis = connect(redis_server.url)
+    port = free_port()
+    crops = fer_crops(val_faces, 24)
+    await StreamProducer(redis, FACES, 10_000).publish_many(crops)
+    stop, task = await run_worker(settings_for(redis_server.url, f"127.0.0.1:{port}"))
+    server = None
+    try:
+        await asyncio.sleep(3)  # the model server is not there yet
+        assert await redis.xlen(EMOTIONS) == 0
+        assert await redis.xlen(dead_letter_stream(FACES)) == 0
+        server = await asyncio.to_thread(start_model_server, tmp_path, port=port)
+        await wait_for(lambda: _length(redis, EMOTIONS, 24), 60, "every crop scored after the outage")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        if server:
+            server.stop()
+    assert {e.crop_id for e in await events(redis)} == {c.header.id for c in crops}
+    assert await redis.xlen(dead_letter_stream(FACES)) == 0
+    await redis.aclose()
+
+
+async def test_a_malformed_crop_goes_to_the_dead_letters_and_the_rest_flow(redis_server, model_server, val_faces):
+    redis = connect(redis_server.url)
+    crops = fer_crops(val_faces, 10)
+    crops[3].pixels = b"tiny"
+    await StreamProducer(redis, FACES, 10_000).publish_many(crops)
+    stop, task = await run_worker(settings_for(redis_server.url, model_server.target))
+    try:
+        await wait_for(lambda: _length(redis, dead_letter_stream(FACES), 1), 60, "a dead letter")
+        await wait_for(lambda: _length(redis, EMOTIONS, 9), 30, "9 events")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+    [(_, letter)] = await redis.xrange(dead_letter_stream(FACES))
+    assert b"expected 48x48" in letter[b"dlq_reason"]
+    assert crops[3].header.id not in {e.crop_id for e in await events(redis)}
+    await redis.aclose()
+
+
+async def _length(redis, stream, n):
+    return await redis.xlen(stream) >= n

@@ -1,0 +1,70 @@
+"""capture -> emotune:faces -> 2 inference workers -> emotune:emotions, on the real video, as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+from emotune.v1 import messages_pb2
+from emotune_common.codec import decode
+from emotune_common.streams import EMOTIONS, FACES, dead_letter_stream
+
+from ..conftest import DATA_DIR, ROOT
+
+VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
+
+
+def service(module: str, env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def wait_until(predicate, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_server, model_server):
+    client = redis.Redis.from_url(redis_server.url)
+    common = {"REDIS_URL": redis_server.url, "EMOTUNE_LOG_LEVEL": "WARNING"}
+    workers = {
+        name: service("emotune_inference", {**common, "MODEL_SERVER": model_server.target, "EMOTUNE_CONSUMER_NAME": name,
+                                            "EMOTUNE_INFERENCE_BATCH_SIZE": "8", "EMOTUNE_STREAM_CLAIM_IDLE_MS": "1500"})
+        for name in ("w1", "w2")
+    }  # fmt: skip
+    capture = service("emotune_capture", {**common, "EMOTUNE_CAPTURE_UPLOADS": "false",
+                                          "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&session=s1&user=u1",
+                                          "EMOTUNE_CAPTURE_FPS": "0"}, "serve")  # fmt: skip
+    try:
+        wait_until(lambda: client.xlen(EMOTIONS) >= 30, 90, "the first events")
+        workers["w1"].send_signal(signal.SIGKILL)  # mid-run: it dies holding whatever batch it had
+        workers["w1"].wait(10)
+        assert capture.wait(120) == 0, "capture failed"
+        crop_ids = {decode(f, messages_pb2.FaceCrop).header.id for _, f in client.xrange(FACES)}
+        assert len(crop_ids) == 204  # every face of the video, none trimmed
+
+        def all_scored() -> bool:
+            events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange(EMOTIONS)]
+            return {e.crop_id for e in events} >= crop_ids
+
+        wait_until(all_scored, 60, "an event for every crop")
+        wait_until(lambda: client.xpending(FACES, "inference")["pending"] == 0, 30, "nothing left pending")
+    finally:
+        for process in [capture, *workers.values()]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(20)
+    events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange(EMOTIONS)]
+    by_id = {e.header.id: e for e in events}
+    assert len(by_id) == 204  # exactly one event per crop once duplicates (same id) are removed
+    assert {e.crop_id for e in by_id.values()} == crop_ids
+    assert client.xlen(dead_letter_stream(FACES)) == 0
+    assert all(e.header.user_id == "u1" and e.header.session_id == "s1" for e in events)
