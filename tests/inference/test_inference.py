@@ -37,7 +37,7 @@ def settings_for(redis_url: str, model_server: str) -> InferenceSettings:
             "inference_batch_size": 8,
             "breaker_reset_s": 0.5,
             "stream": {"block_ms": 50, "claim_idle_ms": 1000, "max_deliveries": 3},
-        }  # fmt: skip
+        }
     )
 
 

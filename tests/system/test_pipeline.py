@@ -35,11 +35,11 @@ def wait_until(predicate, within: float, what: str) -> None:
 def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_server, model_server):
     client = redis.Redis.from_url(redis_server.url)
     common = {"REDIS_URL": redis_server.url, "EMOTUNE_LOG_LEVEL": "WARNING"}
+    worker_env = {**common, "MODEL_SERVER": model_server.target, "EMOTUNE_INFERENCE_BATCH_SIZE": "8",
+                  "EMOTUNE_STREAM_CLAIM_IDLE_MS": "1500"}  # fmt: skip
     workers = {
-        name: service("emotune_inference", {**common, "MODEL_SERVER": model_server.target, "EMOTUNE_CONSUMER_NAME": name,
-                                            "EMOTUNE_INFERENCE_BATCH_SIZE": "8", "EMOTUNE_STREAM_CLAIM_IDLE_MS": "1500"})
-        for name in ("w1", "w2")
-    }  # fmt: skip
+        name: service("emotune_inference", {**worker_env, "EMOTUNE_CONSUMER_NAME": name}) for name in ("w1", "w2")
+    }
     capture = service("emotune_capture", {**common, "EMOTUNE_CAPTURE_UPLOADS": "false",
                                           "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&session=s1&user=u1",
                                           "EMOTUNE_CAPTURE_FPS": "0"}, "serve")  # fmt: skip
