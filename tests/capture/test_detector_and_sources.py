@@ -126,3 +126,26 @@ async def test_a_video_in_real_time_with_a_cap_keeps_a_third_of_its_frames():
     elapsed = time.monotonic() - started
     assert counts.read <= 30 * elapsed + 5  # paced at the file's 29.97 fps
     assert counts.skipped >= counts.read * 0.55  # about two frames in three over the 10 fps cap
+
+
+def test_tracking_between_full_passes_keeps_the_faces_for_a_fraction_of_the_work():
+    from emotune_capture.tracker import FaceTracker
+
+    frames = list(open_frames(parse_source(f"video:{VIDEO}")))
+    detector = FaceDetector()
+    started = time.perf_counter()
+    full = [detector.detect(f) for f in frames]
+    full_cost = (time.perf_counter() - started) / len(frames)
+    tracker = FaceTracker(detector, every=5)
+    started = time.perf_counter()
+    tracked = [tracker.detect(f) for f in frames]
+    tracked_cost = (time.perf_counter() - started) / len(frames)
+    assert tracked_cost < full_cost / 2.5
+    assert abs(sum(map(len, tracked)) - 204) <= 20  # about the faces a full pass finds, frame for frame
+    near = sum(
+        any(abs((t.x + t.width / 2) - (f.x + f.width / 2)) < 0.3 * f.width for f in found)
+        for faces, found in zip(tracked, full, strict=True)
+        for t in faces
+    )
+    assert near >= 0.75 * sum(map(len, tracked))  # mostly where a full pass puts a face too
+    assert all(face.pixels.shape == (48, 48) for faces in tracked for face in faces)

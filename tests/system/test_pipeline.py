@@ -40,9 +40,14 @@ def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_se
     workers = {
         name: service("emotune_inference", {**worker_env, "EMOTUNE_CONSUMER_NAME": name}) for name in ("w1", "w2")
     }
-    capture = service("emotune_capture", {**common, "EMOTUNE_CAPTURE_UPLOADS": "false",
-                                          "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&session=s1&user=u1",
-                                          "EMOTUNE_CAPTURE_FPS": "0"}, "serve")  # fmt: skip
+    capture_env = {
+        **common,
+        "EMOTUNE_CAPTURE_UPLOADS": "false",
+        "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&session=s1&user=u1",
+        "EMOTUNE_CAPTURE_FPS": "0",
+        "EMOTUNE_DETECT_EVERY": "1",  # a full detection of every frame: the 204 faces the video's README counts
+    }
+    capture = service("emotune_capture", capture_env, "serve")
     try:
         wait_until(lambda: client.xlen(EMOTIONS) >= 30, 90, "the first events")
         workers["w1"].send_signal(signal.SIGKILL)  # mid-run: it dies holding whatever batch it had

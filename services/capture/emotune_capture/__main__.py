@@ -22,10 +22,17 @@ from emotune_capture.detector import FaceDetector
 from emotune_capture.live import Counts, SourceRunner
 from emotune_capture.settings import CaptureSettings
 from emotune_capture.sources import SourceError, parse_source
+from emotune_capture.tracker import FaceTracker
 from emotune_capture.uploads import upload_handler
 
 app = typer.Typer(add_completion=False, help="emotune capture: frames in, 48x48 face crops out to emotune:faces")
 log = get_logger("emotune.capture")
+
+
+def tracker(settings: CaptureSettings) -> FaceTracker:
+    """Detection for one source: a full pass every ``detect_every`` frames, tracking between."""
+    return FaceTracker(FaceDetector(settings.detector_options()), settings.detect_every,
+                       min_score=settings.track_min_score)  # fmt: skip
 
 
 async def _serve(settings: CaptureSettings) -> None:
@@ -35,7 +42,7 @@ async def _serve(settings: CaptureSettings) -> None:
     faces = StreamProducer(redis, FACES, settings.faces_maxlen)
     stop = asyncio.Event()
     stop_on_signals(stop)
-    tasks = [SourceRunner(spec, FaceDetector(settings.detector_options()), faces).run(stop) for spec in specs]
+    tasks = [SourceRunner(spec, tracker(settings), faces).run(stop) for spec in specs]
     if settings.capture_uploads:
         consumer = StreamConsumer(
             redis, FRAMES, "capture", upload_handler(FaceDetector(settings.detector_options()), faces),
@@ -107,7 +114,7 @@ def run(
         stop = asyncio.Event()
         stop_on_signals(stop)
         try:
-            return await SourceRunner(spec, FaceDetector(settings.detector_options()), producer, show).run(stop)
+            return await SourceRunner(spec, tracker(settings), producer, show).run(stop)
         finally:
             bar.close()
             if redis:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from typing import Protocol
 
 import numpy as np
 from emotune.v1 import messages_pb2
 from emotune_common.ids import make_header
 
-from emotune_capture.detector import CROP_SIZE, Face, FaceDetector
+from emotune_capture.detector import CROP_SIZE, Face
+
+
+class Detects(Protocol):
+    """A FaceDetector (each frame on its own) or a FaceTracker (frames of one video in order)."""
+
+    def detect(self, frame: np.ndarray) -> list[Face]: ...
 
 
 def face_crops(
-    detector: FaceDetector,
+    detector: Detects,
     frame: np.ndarray,
     *,
     session_id: str,

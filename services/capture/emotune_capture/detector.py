@@ -43,8 +43,8 @@ class FaceDetector:
 
     def __init__(self, options: DetectorOptions | None = None) -> None:
         self.options = options or DetectorOptions()
-        self._cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
-        if self._cascade.empty():
+        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
+        if self.cascade.empty():
             raise RuntimeError(f"OpenCV has no {CASCADE}: install opencv-python-headless>=4.10,<5")
         self._clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
 
@@ -58,7 +58,7 @@ class FaceDetector:
             scale = o.detect_width / gray.shape[1]
             small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         min_size = max(1, round(o.min_size * scale))
-        boxes = self._cascade.detectMultiScale(
+        boxes = self.cascade.detectMultiScale(
             small, scaleFactor=o.scale_factor, minNeighbors=o.min_neighbors, minSize=(min_size, min_size)
         )
         boxes = sorted(((round(x / scale), round(y / scale), round(w / scale), round(h / scale))

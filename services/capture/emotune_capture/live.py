@@ -19,8 +19,7 @@ from emotune_common.logs import get_logger
 from emotune_common.producer import StreamProducer
 
 from emotune_capture import metrics
-from emotune_capture.crops import face_crops
-from emotune_capture.detector import FaceDetector
+from emotune_capture.crops import Detects, face_crops
 from emotune_capture.sources import Pacer, SourceSpec, native_fps, open_frames
 
 log = get_logger("emotune.capture")
@@ -82,7 +81,7 @@ class SourceRunner:
     def __init__(
         self,
         spec: SourceSpec,
-        detector: FaceDetector,
+        detector: Detects,
         producer: StreamProducer | None,
         on_frame: Callable[[Counts], None] | None = None,
     ) -> None:

@@ -19,6 +19,8 @@ class CaptureSettings(ServiceSettings):
     detect_min_size: int = Field(30, ge=1)
     detect_largest_only: bool = False
     detect_width: int = Field(0, ge=0, description="Downscale wider frames to this before detecting (0: never)")
+    detect_every: int = Field(5, ge=1, description="Full detection every N frames of a source, tracking between")
+    track_min_score: float = Field(0.6, gt=0, le=1, description="Template match below this: the face is lost")
     crop_margin: float = Field(0.0, ge=0, le=1)
     crop_equalize: Equalize = "none"
     faces_maxlen: int = Field(2_000, ge=1, description="Bound of emotune:faces: older crops are dropped")

@@ -1,0 +1,223 @@
+"""The live path on the sample video: capture -> faces -> inference workers -> emotion events.
+
+- Throughput: every frame of the video through detection and the model, as fast as they go, with
+  1, 2 and 4 inference workers: frames/s and faces/s from the first capture to the last event, and
+  end-to-end latency per face (capture timestamp to the event's entry in emotune:emotions).
+- Live load: 4 concurrent streams of the video at 10 fps each in real time (newest-frame mode, as
+  a camera runs) with 2 workers: latency p50/p99, frames held per stream, frames dropped.
+- Baseline: the same frames through the `fer` package (FER(mtcnn=False).detect_emotions) in its
+  own virtualenv (bench/.venv-fer), frames/s.
+
+Everything runs as real processes on this machine: a private redis-server, the model server, the
+capture service and the workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("EMOTUNE_DATA_DIR", ROOT.parent / "shared" / "data"))
+VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
+FER_PYTHON = ROOT / "bench" / ".venv-fer" / "bin" / "python"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "EMOTUNE_LOG_LEVEL": "WARNING", **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def _stop(*processes: subprocess.Popen) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in processes:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _wait(predicate, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark step did not finish in time")
+        time.sleep(0.05)
+
+
+def _latencies_ms(client: redis.Redis) -> tuple[list[float], float, float]:
+    """Per event: entry time minus capture time; and the first capture and last event times (s)."""
+    from emotune.v1 import messages_pb2
+    from emotune_common.codec import decode
+
+    latencies, first, last = [], float("inf"), 0.0
+    seen = set()
+    for entry_id, fields in client.xrange("emotune:emotions"):
+        event = decode(fields, messages_pb2.EmotionEvent)
+        if event.header.id in seen:
+            continue
+        seen.add(event.header.id)
+        written_ms = int(entry_id.split(b"-")[0])
+        latencies.append(written_ms - event.header.captured_at_us / 1000)
+        first = min(first, event.header.captured_at_us / 1e6)
+        last = max(last, written_ms / 1000)
+    return latencies, first, last
+
+
+def _percentiles(values: list[float]) -> dict:
+    return {"p50_ms": round(float(np.percentile(values, 50)), 1), "p99_ms": round(float(np.percentile(values, 99)), 1)}
+
+
+def _throughput(url: str, model: str, workers: int) -> dict:
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    env = {"REDIS_URL": url, "MODEL_SERVER": model}
+    pool = [_spawn([sys.executable, "-m", "emotune_inference"], {**env, "EMOTUNE_CONSUMER_NAME": f"w{i}"})
+            for i in range(workers)]  # fmt: skip
+    _wait(lambda: len(client.keys("emotune:faces")) == 1 and client.xinfo_groups("emotune:faces"), 60)
+    capture = _spawn([sys.executable, "-m", "emotune_capture", "serve"],
+                     {**env, "EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_FPS": "0",
+                      "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&realtime=0"})  # fmt: skip
+    try:
+        capture.wait(300)
+        faces = client.xlen("emotune:faces")
+        _wait(lambda: client.xlen("emotune:emotions") >= faces and
+              client.xpending("emotune:faces", "inference")["pending"] == 0, 120)  # fmt: skip
+    finally:
+        _stop(capture, *pool)
+    latencies, first, last = _latencies_ms(client)
+    elapsed = last - first
+    return {"workers": workers, "faces": faces, "frames": 275, "seconds": round(elapsed, 2),
+            "frames_per_s": round(275 / elapsed, 1), "faces_per_s": round(faces / elapsed, 1),
+            **_percentiles(latencies)}  # fmt: skip
+
+
+def _live(url: str, model: str, streams: int = 4, fps: float = 10, workers: int = 2) -> dict:
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    env = {"REDIS_URL": url, "MODEL_SERVER": model}
+    pool = [_spawn([sys.executable, "-m", "emotune_inference"], {**env, "EMOTUNE_CONSUMER_NAME": f"w{i}"})
+            for i in range(workers)]  # fmt: skip
+    _wait(lambda: len(client.keys("emotune:faces")) == 1 and client.xinfo_groups("emotune:faces"), 60)
+    sources = " ".join(f"video:{VIDEO}?fps={fps}&session=stream{i}" for i in range(streams))
+    capture = _spawn([sys.executable, "-m", "emotune_capture", "serve"],
+                     {**env, "EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_SOURCES": sources,
+                      "EMOTUNE_METRICS_PORT": str(metrics_port := _free_port())})  # fmt: skip
+    try:
+        _wait(lambda: _metric(metrics_port, "emotune_capture_frames_read_total") is not None, 60)
+        started = time.monotonic()
+        capture.wait(120)
+        duration = time.monotonic() - started
+        faces = client.xlen("emotune:faces")
+        _wait(lambda: client.xlen("emotune:emotions") >= faces, 60)
+    except BaseException:
+        _stop(capture)
+        raise
+    finally:
+        _stop(*pool)
+    latencies, _, _ = _latencies_ms(client)
+    frames: dict[str, set[int]] = {}
+    from emotune.v1 import messages_pb2
+    from emotune_common.codec import decode
+
+    for _, fields in client.xrange("emotune:faces"):
+        crop = decode(fields, messages_pb2.FaceCrop)
+        frames.setdefault(crop.header.session_id, set()).add(crop.frame_number)
+    video_seconds = 275 / 29.97
+    return {"streams": streams, "fps_cap": fps, "workers": workers, "faces": faces,
+            "frames_with_faces_per_stream_per_s": round(np.mean([len(v) for v in frames.values()]) / video_seconds, 1),
+            "capture_seconds": round(duration, 1), **_percentiles(latencies)}  # fmt: skip
+
+
+def _metric(port: int, name: str) -> float | None:
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=2).read().decode()
+    except OSError:
+        return None
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
+    return sum(values) if values else None
+
+
+def _fer() -> dict:
+    if not FER_PYTHON.exists():
+        return {"error": f"{FER_PYTHON} missing: run `make bench-fer-env`"}
+    done = subprocess.run([str(FER_PYTHON), str(ROOT / "bench" / "fer_baseline.py"), str(VIDEO)],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    if done.returncode != 0:
+        return {"error": done.stderr[-500:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(redis_url: str) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="emotune-bench-"))
+    redis_port, model_port = _free_port(), _free_port()
+    redis_server = _spawn([shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", "",
+                           "--appendonly", "no", "--dir", str(workdir)])  # fmt: skip
+    model_server = _spawn([sys.executable, "-m", "emotune_modelserver"], {"EMOTUNE_MODELSERVER_PORT": str(model_port)})
+    url, model = f"redis://127.0.0.1:{redis_port}/0", f"127.0.0.1:{model_port}"
+    try:
+        import grpc
+
+        with grpc.insecure_channel(model) as channel:
+            grpc.channel_ready_future(channel).result(timeout=120)
+        result = {"fer": _fer()}
+        result["throughput"] = [_throughput(url, model, n) for n in (1, 2, 4)]
+        result["live"] = _live(url, model)
+    finally:
+        _stop(model_server, redis_server)
+        shutil.rmtree(workdir, ignore_errors=True)
+    best = max(result["throughput"], key=lambda r: r["frames_per_s"])
+    fer_fps = result["fer"].get("frames_per_s")
+    result["ratio_frames_per_s_vs_fer"] = round(best["frames_per_s"] / fer_fps, 2) if fer_fps else None
+    result["ratio_faces_per_s_vs_fer"] = (
+        round(best["faces_per_s"] / result["fer"]["faces_per_s"], 2) if fer_fps else None
+    )
+    return result
+
+
+def markdown(r: dict) -> str:
+    fer = r["fer"]
+    rows = [f"| emotune, {t['workers']} worker(s) | {t['frames_per_s']} | {t['faces']} | {t['faces_per_s']} | "
+            f"{t['p50_ms']} / {t['p99_ms']} ms |" for t in r["throughput"]]  # fmt: skip
+    live = r["live"]
+    return "\n".join([
+        "## Pipeline: capture -> inference -> emotion events, on the sample video",
+        "",
+        "All 275 frames as fast as they go (detection of every frame, then the model), as real processes.",
+        "",
+        "| path | frames/s | faces found | faces/s | latency p50 / p99 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *rows,
+        f"| `fer` FER(mtcnn=False).detect_emotions | {fer.get('frames_per_s', '-')} | {fer.get('faces', '-')} | "
+        f"{fer.get('faces_per_s', '-')} | |",
+        "",
+        f"Ratio, best emotune configuration over `fer`: {r['ratio_frames_per_s_vs_fer']}x in frames/s, "
+        f"{r['ratio_faces_per_s_vs_fer']}x in faces/s.",
+        "",
+        f"Live: {live['streams']} streams of the video at {live['fps_cap']:.0f} fps each in real time, "
+        f"{live['workers']} workers: latency p50 {live['p50_ms']} ms, p99 {live['p99_ms']} ms, "
+        f"{live['faces']} faces; frames with a face held per stream: {live['frames_with_faces_per_stream_per_s']}/s.",
+        "",
+        "Floors: throughput at least 2x `fer`'s; p99 latency at most 150 ms with 4 streams at 10 fps.",
+    ])  # fmt: skip
