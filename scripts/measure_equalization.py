@@ -47,8 +47,8 @@ def main() -> None:
     OUT.write_text("\n".join([
         "# Crop equalisation: measured, not assumed",
         "",
-        f"Model `{model_dir.relative_to(ROOT)}` on `{args.data.name}` ({len(labels):,} faces), each face equalised as the "
-        "capture service would equalise its crops (`EMOTUNE_CROP_EQUALIZE`). Written by "
+        f"Model `{model_dir.relative_to(ROOT)}` on `{args.data.name}` ({len(labels):,} faces), each face "
+        "equalised as the capture service would equalise its crops (`EMOTUNE_CROP_EQUALIZE`). Written by "
         "`python scripts/measure_equalization.py`.",
         "",
         "| EMOTUNE_CROP_EQUALIZE | accuracy |",
