@@ -55,6 +55,8 @@ def find_redis_server() -> str:
 
 def main() -> int:
     url = os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    # the inference workers talk to the embedded model server
+    os.environ.setdefault("MODEL_SERVER", f"127.0.0.1:{os.environ.get('EMOTUNE_MODELSERVER_PORT', '8500')}")
     # the Procfile's `python` is this virtualenv's
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     procfile = Path(os.environ.get("EMOTUNE_PROCFILE", ROOT / "Procfile"))

@@ -15,7 +15,7 @@ from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
 
 from ..common.helpers import crops
-from ..conftest import ROOT, free_port
+from ..conftest import DATA_DIR, ROOT, free_port
 
 
 def wait_until(predicate, within: float, what: str) -> None:
@@ -76,23 +76,32 @@ def test_run_uses_a_redis_that_already_answers(redis_url, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_real_procfile_serves_the_model_and_stops_cleanly():
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+def test_make_run_turns_an_uploaded_frame_into_emotion_events_and_stops_cleanly():
+    """The real Procfile: model server, capture (uploads) and inference, wired as `make run` wires them."""
+    from emotune_common.ids import make_header
 
     redis_port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "EMOTUNE_MODELSERVER_PORT": str(grpc_port)}
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    env = {**os.environ, "REDIS_URL": url, "EMOTUNE_MODELSERVER_PORT": str(grpc_port)}
     env.pop("EMOTUNE_PROCFILE", None)
+    env.pop("MODEL_SERVER", None)
     run = subprocess.Popen([sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    client = redis.Redis.from_url(url)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            grpc.channel_ready_future(channel).result(timeout=90)
-            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
-        assert status == health_pb2.HealthCheckResponse.SERVING
+        wait_until(lambda: answers(client), 30, "Redis to answer")
+        photo = (DATA_DIR / "images" / "two_people.jpg").read_bytes()
+        frame = messages_pb2.Frame(header=make_header("s1", "alice"), image=photo, content_type="image/jpeg")
+        client.xadd("emotune:frames", {"type": "emotune.v1.Frame", "pb": frame.SerializeToString()})
+        wait_until(lambda: client.exists("emotune:emotions") and client.xlen("emotune:emotions") >= 2, 120,
+                   "two emotion events from the uploaded photo")  # fmt: skip
+        events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange("emotune:emotions")]
+        assert {e.header.user_id for e in events} == {"alice"}
     finally:
         os.killpg(run.pid, signal.SIGINT)
         output, _ = run.communicate(timeout=60)
-    assert "modelserver" in output and "redis" in output
+    for name in ("redis", "modelserver", "capture", "inference"):
+        assert name in output
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", grpc_port)) != 0, "the model server still listens after Ctrl-C"
+    assert not answers(client), "Redis still runs after Ctrl-C"
