@@ -48,8 +48,16 @@ lock:
 		.services.in requirements-dev.in models/requirements.in
 	rm -f .services.in
 
-bench: setup
+bench: setup bench/.venv-fer/.installed
 	$(BIN)/python -m bench
+
+# The `fer` package, the baseline of the pipeline benchmark, in a virtualenv of its own: its
+# dependencies clash with the project's pins (see bench/fer-requirements.txt).
+bench/.venv-fer/.installed: bench/fer-requirements.txt
+	test -x bench/.venv-fer/bin/python || $(PYTHON) -m venv bench/.venv-fer
+	bench/.venv-fer/bin/python -m pip install -q uv
+	bench/.venv-fer/bin/uv pip install -q -p bench/.venv-fer/bin/python --no-deps -r bench/fer-requirements.txt
+	touch $@
 
 # Fetch the data sets that are missing from EMOTUNE_DATA_DIR (default ../shared/data).
 data: setup
