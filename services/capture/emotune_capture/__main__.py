@@ -29,10 +29,11 @@ app = typer.Typer(add_completion=False, help="emotune capture: frames in, 48x48 
 log = get_logger("emotune.capture")
 
 
-def tracker(settings: CaptureSettings) -> FaceTracker:
-    """Detection for one source: a full pass every ``detect_every`` frames, tracking between."""
+def tracker(settings: CaptureSettings, index: int = 0) -> FaceTracker:
+    """Detection for the ``index``-th source: a full pass every ``detect_every`` frames, tracking between;
+    sources take turns for their full passes."""
     return FaceTracker(FaceDetector(settings.detector_options()), settings.detect_every,
-                       min_score=settings.track_min_score)  # fmt: skip
+                       min_score=settings.track_min_score, offset=index)  # fmt: skip
 
 
 async def _serve(settings: CaptureSettings) -> None:
@@ -42,7 +43,7 @@ async def _serve(settings: CaptureSettings) -> None:
     faces = StreamProducer(redis, FACES, settings.faces_maxlen)
     stop = asyncio.Event()
     stop_on_signals(stop)
-    tasks = [SourceRunner(spec, tracker(settings), faces).run(stop) for spec in specs]
+    tasks = [SourceRunner(spec, tracker(settings, i), faces).run(stop) for i, spec in enumerate(specs)]
     if settings.capture_uploads:
         consumer = StreamConsumer(
             redis, FRAMES, "capture", upload_handler(FaceDetector(settings.detector_options()), faces),

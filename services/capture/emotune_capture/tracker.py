@@ -20,13 +20,15 @@ MATCH_SIZE = 24  # pixels across a face when matching
 
 
 class FaceTracker:
-    def __init__(self, detector: FaceDetector, every: int = 5, window: float = 0.5, min_score: float = 0.6) -> None:
+    def __init__(self, detector: FaceDetector, every: int = 5, window: float = 0.5, min_score: float = 0.6,
+                 offset: int = 0) -> None:  # fmt: skip
+        """``offset`` shifts the full passes, so that sources started together do not all run one at once."""
         self.detector = detector
         self.every = max(1, every)
         self.window = window
         self.min_score = min_score
         self._tracks: list[tuple[tuple[int, int, int, int], np.ndarray]] = []  # box, patch at match scale
-        self._frames = 0
+        self._frames = offset % self.every
 
     def detect(self, frame: np.ndarray) -> list[Face]:
         """Faces in this frame of the video, largest first."""
