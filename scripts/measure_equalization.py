@@ -24,8 +24,8 @@ OUT = ROOT / "services" / "capture" / "EQUALIZATION.md"
 
 def main() -> None:
     import tensorflow as tf
-    from emotune_capture.detector import equalize
 
+    from emotune_capture.detector import equalize
     from models.emotion_cnn.evaluate import latest_version_dir
 
     parser = argparse.ArgumentParser(description=__doc__)

@@ -8,6 +8,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+
 from emotune_capture.detector import DetectorOptions, FaceDetector, equalize
 from emotune_capture.live import SourceRunner
 from emotune_capture.sources import Pacer, SourceError, open_frames, parse_source

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+
 from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
 from emotune_common.ids import make_header

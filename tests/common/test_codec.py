@@ -1,6 +1,7 @@
 import os
 
 import pytest
+
 from emotune.v1 import messages_pb2
 from emotune_common.codec import DecodeError, decode, encode
 from emotune_common.ids import derived_header, make_header

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from emotune.v1 import messages_pb2
 from emotune_common import metrics
 from emotune_common.consumer import Outcome, StreamConsumer

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from emotune_common.settings import ServiceSettings, StreamSettings
 from starlette.testclient import TestClient
+
+from emotune_common.settings import ServiceSettings, StreamSettings
 
 
 def test_defaults_work_on_one_machine(monkeypatch):

@@ -6,6 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
+
 from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
 from emotune_common.ids import make_header
@@ -122,3 +123,41 @@ async def test_a_malformed_crop_goes_to_the_dead_letters_and_the_rest_flow(redis
 
 async def _length(redis, stream, n):
     return await redis.xlen(stream) >= n
+
+
+def test_the_workers_messages_are_tensorflow_servings_on_the_wire():
+    import sys
+
+    from tensorflow_serving.apis import predict_pb2
+
+    from emotune_inference.model_client import images_tensor, probabilities_of
+
+    ours = __import__("emotune.v1.tfserving_pb2", fromlist=["x"]).PredictRequest()
+    ours.model_spec.name = "emotion_cnn"
+    ours.model_spec.signature_name = "serving_default"
+    ours.model_spec.version.value = 7
+    images = np.random.default_rng(0).random((3, 48, 48, 1), dtype=np.float32)
+    ours.inputs["images"].CopyFrom(images_tensor(images))
+    theirs = predict_pb2.PredictRequest.FromString(ours.SerializeToString())
+    assert (theirs.model_spec.name, theirs.model_spec.version.value) == ("emotion_cnn", 7)
+    import tensorflow as tf
+
+    np.testing.assert_array_equal(tf.make_ndarray(theirs.inputs["images"]), images)
+    response = predict_pb2.PredictResponse()
+    response.outputs["probabilities"].CopyFrom(tf.make_tensor_proto(np.eye(7, dtype=np.float32)[:2]))
+    response.model_spec.version.value = 3
+    back = __import__("emotune.v1.tfserving_pb2", fromlist=["x"]).PredictResponse.FromString(
+        response.SerializeToString()
+    )
+    np.testing.assert_array_equal(probabilities_of(back.outputs["probabilities"]), np.eye(7, dtype=np.float32)[:2])
+    assert back.model_spec.version.value == 3
+    assert "tensorflow" in sys.modules  # this test imports it; the worker itself does not (below)
+
+
+def test_a_worker_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, emotune_inference.__main__; print('tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from emotune_modelserver.batching import BatchScheduler, QueueFull, TaskTooLarge
 from emotune_modelserver.config import BatchingConfig, ConfigError, load_batching_config, load_model_config
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import redis
+
 from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
 from emotune_common.streams import EMOTIONS, FACES, dead_letter_stream

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import redis
+
 from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
 

@@ -9,21 +9,21 @@ from __future__ import annotations
 import asyncio
 
 import typer
-from emotune.v1 import messages_pb2
-from emotune_common.consumer import StreamConsumer
-from emotune_common.lifecycle import serve_ops, stop_on_signals
-from emotune_common.logs import configure_logging, get_logger
-from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import connect
-from emotune_common.streams import FACES, FRAMES
 from tqdm import tqdm
 
+from emotune.v1 import messages_pb2
 from emotune_capture.detector import FaceDetector
 from emotune_capture.live import Counts, SourceRunner
 from emotune_capture.settings import CaptureSettings
 from emotune_capture.sources import SourceError, parse_source
 from emotune_capture.tracker import FaceTracker
 from emotune_capture.uploads import upload_handler
+from emotune_common.consumer import StreamConsumer
+from emotune_common.lifecycle import serve_ops, stop_on_signals
+from emotune_common.logs import configure_logging, get_logger
+from emotune_common.producer import StreamProducer
+from emotune_common.redis_client import connect
+from emotune_common.streams import FACES, FRAMES
 
 app = typer.Typer(add_completion=False, help="emotune capture: frames in, 48x48 face crops out to emotune:faces")
 log = get_logger("emotune.capture")

@@ -6,10 +6,10 @@ import uuid
 from typing import Protocol
 
 import numpy as np
-from emotune.v1 import messages_pb2
-from emotune_common.ids import make_header
 
+from emotune.v1 import messages_pb2
 from emotune_capture.detector import CROP_SIZE, Face
+from emotune_common.ids import make_header
 
 
 class Detects(Protocol):

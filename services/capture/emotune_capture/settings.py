@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from emotune_common.settings import ServiceSettings
 from pydantic import Field
 
 from emotune_capture.detector import DetectorOptions, Equalize
+from emotune_common.settings import ServiceSettings
 
 
 class CaptureSettings(ServiceSettings):

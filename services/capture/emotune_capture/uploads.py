@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from emotune.v1 import messages_pb2
-from emotune_common.consumer import Delivery, Outcome
-from emotune_common.producer import StreamProducer
 
+from emotune.v1 import messages_pb2
 from emotune_capture import metrics
 from emotune_capture.crops import face_crops
 from emotune_capture.detector import FaceDetector
+from emotune_common.consumer import Delivery, Outcome
+from emotune_common.producer import StreamProducer
 
 SOURCE = "upload"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-import emotune.v1.messages_pb2  # noqa: F401  (registers the message types)
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
+
+import emotune.v1.messages_pb2  # noqa: F401  (registers the message types)
 
 M = TypeVar("M", bound=Message)
 

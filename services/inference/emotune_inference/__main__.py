@@ -12,7 +12,6 @@ from emotune_common.logs import configure_logging
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
 from emotune_common.streams import EMOTIONS, FACES
-
 from emotune_inference.model_client import CircuitBreaker, ModelClient
 from emotune_inference.settings import InferenceSettings
 from emotune_inference.worker import inference_handler

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
-from emotune_common.logs import get_logger
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from emotune.v1 import tfserving_pb2
+from emotune_common.logs import get_logger
 from emotune_inference import metrics
 
 log = get_logger("emotune.inference")
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -48,17 +48,17 @@ class Prediction:
     model_version: int
 
 
-def images_tensor(images: np.ndarray) -> tensor_pb2.TensorProto:
-    """float32 [N,48,48,1] as a TensorProto, without TensorFlow (the worker image stays small)."""
-    dims = [tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in images.shape]
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims),
+def images_tensor(images: np.ndarray) -> tfserving_pb2.TensorProto:
+    """float32 [N,48,48,1] as TensorFlow's TensorProto (see proto/emotune/v1/tfserving.proto)."""
+    dims = [tfserving_pb2.TensorShapeProto.Dim(size=d) for d in images.shape]
+    return tfserving_pb2.TensorProto(
+        dtype=tfserving_pb2.DT_FLOAT,
+        tensor_shape=tfserving_pb2.TensorShapeProto(dim=dims),
         tensor_content=np.ascontiguousarray(images, np.float32).tobytes(),
     )
 
 
-def probabilities_of(tensor: tensor_pb2.TensorProto) -> np.ndarray:
+def probabilities_of(tensor: tfserving_pb2.TensorProto) -> np.ndarray:
     shape = [d.size for d in tensor.tensor_shape.dim]
     if tensor.tensor_content:
         return np.frombuffer(tensor.tensor_content, np.float32).reshape(shape)
@@ -104,17 +104,21 @@ class ModelClient:
         self.deadline_s = deadline_s
         self.breaker = breaker
         self._channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
-        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._predict = self._channel.unary_unary(
+            PREDICT_METHOD,
+            request_serializer=tfserving_pb2.PredictRequest.SerializeToString,
+            response_deserializer=tfserving_pb2.PredictResponse.FromString,
+        )
 
     async def close(self) -> None:
         await self._channel.close()
 
     async def predict_once(self, images: np.ndarray) -> Prediction:
-        request = predict_pb2.PredictRequest()
+        request = tfserving_pb2.PredictRequest()
         request.model_spec.name = self.model
         request.model_spec.signature_name = "serving_default"
         request.inputs["images"].CopyFrom(images_tensor(images))
-        response = await self._stub.Predict(request, timeout=self.deadline_s)
+        response = await self._predict(request, timeout=self.deadline_s)
         return Prediction(probabilities_of(response.outputs["probabilities"]), response.model_spec.version.value)
 
     async def predict(self, images: np.ndarray, stop: asyncio.Event | None = None) -> Prediction:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from emotune_common.settings import ServiceSettings
 from pydantic import Field
+
+from emotune_common.settings import ServiceSettings
 
 
 class InferenceSettings(ServiceSettings):

@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Sequence
 
 import numpy as np
+
 from emotune.v1 import messages_pb2
 from emotune_common.consumer import Delivery, Outcome
 from emotune_common.ids import derived_header
 from emotune_common.producer import StreamProducer
-
 from emotune_inference import metrics
 from emotune_inference.model_client import ModelClient, ModelRejected, Stopped
 

@@ -8,11 +8,11 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc
-from emotune_common.lifecycle import serve_ops, stop_on_signals
-from emotune_common.logs import configure_logging, get_logger
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from emotune_common.lifecycle import serve_ops, stop_on_signals
+from emotune_common.logs import configure_logging, get_logger
 from emotune_modelserver.config import load_batching_config, load_model_config
 from emotune_modelserver.servables import ModelRegistry
 from emotune_modelserver.service import ModelService, PredictionService

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emotune.v1 import batching_pb2
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+
+from emotune.v1 import batching_pb2
 
 CONTAINER_MODELS_DIR = Path("/models")
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from emotune_common.logs import get_logger
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
+from emotune_common.logs import get_logger
 from emotune_modelserver import metrics
 from emotune_modelserver.batching import BatchScheduler
 from emotune_modelserver.config import BatchingConfig, ModelConfig

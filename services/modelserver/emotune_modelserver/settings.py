@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emotune_common.settings import ServiceSettings
 from pydantic import Field
+
+from emotune_common.settings import ServiceSettings
 
 MODELS_DIR = Path(__file__).resolve().parents[3] / "models"
 
