@@ -115,21 +115,22 @@ class StreamConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand is finished first."""
         log.info("consumer_start", stream=self.stream, group=self.group, consumer=self.consumer)
-        resume = True
+        ready = False  # the group exists and this consumer's own pending entries were handled
         while not stop.is_set():
             try:
-                await self.ensure_group()
-                if resume:
+                if not ready:
+                    await self.ensure_group()
                     await self._drain_own_pending(stop)
-                    resume = False
+                    ready = True
                 await self.step()
                 self._backoff = 0.0
             except TRANSIENT_ERRORS as e:
-                resume = True
+                ready = False
                 await self._back_off(stop, e)
             except ResponseError as e:
                 if "NOGROUP" not in str(e):
                     raise
+                ready = False
                 log.warning("group_missing", stream=self.stream, group=self.group)  # Redis lost its data
         log.info("consumer_stop", stream=self.stream, group=self.group, consumer=self.consumer)
 
