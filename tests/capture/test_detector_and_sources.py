@@ -116,8 +116,7 @@ async def test_a_slow_detector_drops_old_frames_instead_of_blocking_the_source()
 
 
 async def test_a_video_in_real_time_with_a_cap_keeps_a_third_of_its_frames():
-    spec = parse_source(f"video:{VIDEO}?fps=10")
-    spec = spec.__class__(**{**vars(spec), "every_frame": True})
+    spec = parse_source(f"video:{VIDEO}?fps=10&every_frame=1")
     started = time.monotonic()
     stop = asyncio.Event()
     task = asyncio.create_task(SourceRunner(spec, FaceDetector(), producer=None).run(stop))
@@ -150,3 +149,9 @@ def test_tracking_between_full_passes_keeps_the_faces_for_a_fraction_of_the_work
     )
     assert near >= 0.75 * sum(map(len, tracked))  # mostly where a full pass puts a face too
     assert all(face.pixels.shape == (48, 48) for faces in tracked for face in faces)
+
+
+async def test_a_source_that_fails_to_open_ends_its_runner_with_the_error(tmp_path):
+    runner = SourceRunner(parse_source(f"video:{tmp_path / 'missing.mp4'}"), FaceDetector(), producer=None)
+    with pytest.raises(SourceError, match="no such video file"):
+        await asyncio.wait_for(runner.run(asyncio.Event()), 10)

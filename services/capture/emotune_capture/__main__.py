@@ -7,6 +7,7 @@ python -m emotune_capture run video:clip.mp4 --user alice    # one source by han
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import typer
 from tqdm import tqdm
@@ -38,7 +39,7 @@ def tracker(settings: CaptureSettings, index: int = 0) -> FaceTracker:
 
 async def _serve(settings: CaptureSettings) -> None:
     specs = [parse_source(s, settings.capture_session, settings.capture_user) for s in settings.capture_sources.split()]
-    specs = [s if s.fps else s.__class__(**{**vars(s), "fps": settings.capture_fps}) for s in specs]
+    specs = [s if s.fps else replace(s, fps=settings.capture_fps) for s in specs]
     redis = connect(settings.redis_url)
     faces = StreamProducer(redis, FACES, settings.faces_maxlen)
     stop = asyncio.Event()
@@ -58,12 +59,12 @@ async def _serve(settings: CaptureSettings) -> None:
 
     ops = asyncio.create_task(serve_ops(settings.metrics_port, ready, stop))
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    for spec, result in zip(specs, results, strict=False):
-        if isinstance(result, Exception):
-            log.error("source_failed", source=spec.name, error=str(result))
+    failed = [spec.name for spec, result in zip(specs, results, strict=False) if isinstance(result, Exception)]
     stop.set()
     await ops
     await redis.aclose()
+    if failed:  # each was logged when it failed; a supervisor should see the service fail too
+        raise SystemExit(f"sources failed: {', '.join(failed)}")
 
 
 @app.command()
@@ -94,13 +95,8 @@ def run(
         spec = parse_source(source, session, user)
     except SourceError as e:
         raise typer.BadParameter(str(e), param_hint="SOURCE") from None
-    spec = spec.__class__(
-        **{
-            **vars(spec),
-            "fps": fps or spec.fps,
-            "realtime": realtime and spec.realtime,
-            "every_frame": every_frame or spec.every_frame,
-        }
+    spec = replace(
+        spec, fps=fps or spec.fps, realtime=realtime and spec.realtime, every_frame=every_frame or spec.every_frame
     )
 
     async def go() -> Counts:

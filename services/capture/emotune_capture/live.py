@@ -94,8 +94,8 @@ class SourceRunner:
 
     def _read(self, mailbox: Mailbox, stop: threading.Event) -> None:
         name = self.spec.name
-        pacer = Pacer(self.spec.fps, native_fps(self.spec), self.spec.realtime)
         try:
+            pacer = Pacer(self.spec.fps, native_fps(self.spec), self.spec.realtime)
             for number, frame in enumerate(open_frames(self.spec)):
                 if stop.is_set():
                     break
