@@ -1,0 +1,1 @@
+"""emotune recommender: mood and taste into ranked artists and their tracks."""
