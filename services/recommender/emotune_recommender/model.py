@@ -1,0 +1,107 @@
+"""The LightFM hybrid: fit, score, and turn taste and mood into a ranked, diversified list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from lightfm import LightFM
+
+from emotune_recommender.data import MusicData
+from emotune_recommender.features import Inputs, build_inputs
+from emotune_recommender.mood import artist_points, fit, targets
+
+
+@dataclass(frozen=True)
+class Hyper:
+    components: int = 48
+    loss: str = "warp"
+    learning_rate: float = 0.05
+    epochs: int = 20
+    item_alpha: float = 0.0
+    seed: int = 42
+
+
+@dataclass
+class Ranked:
+    item: int  # inner index of the artist (inputs.item_ids[item] is its Last.fm id)
+    score: float
+    taste: float
+    mood_fit: float
+
+
+@dataclass
+class Recommender:
+    """A trained model with what ranking needs: artist positions on the mood plane, popularity."""
+
+    model: LightFM
+    inputs: Inputs
+    points: np.ndarray  # [items, 2] valence-arousal, NaN where unknown
+    popularity: np.ndarray  # [items] training plays per artist, log-scaled 0..1
+    genres: list[list[str]]
+    seen: dict[int, set[int]] = field(default_factory=dict)  # user inner id -> inner item ids
+
+    @classmethod
+    def train(cls, music: MusicData, plays: pd.DataFrame, hyper: Hyper = Hyper(), *, use_item_features: bool = True,
+              use_friends: bool = False, threads: int = 2) -> Recommender:  # fmt: skip
+        inputs = build_inputs(music, use_item_features=use_item_features, use_friends=use_friends)
+        interactions, weights = inputs.interactions(plays)
+        model = LightFM(no_components=hyper.components, loss=hyper.loss, learning_rate=hyper.learning_rate,
+                        item_alpha=hyper.item_alpha, random_state=hyper.seed)  # fmt: skip
+        model.fit(interactions, item_features=inputs.item_features, user_features=inputs.user_features,
+                  sample_weight=weights, epochs=hyper.epochs, num_threads=threads)  # fmt: skip
+        artists = music.artists.loc[inputs.item_ids]
+        counts = np.asarray(interactions.sum(axis=0)).ravel()
+        csr = interactions.tocsr()
+        return cls(
+            model=model,
+            inputs=inputs,
+            points=artist_points(artists["valence"].to_numpy(), artists["energy"].to_numpy()),
+            popularity=np.log1p(counts) / max(np.log1p(counts).max(), 1e-9),
+            genres=list(artists["genres"]),
+            seen={u: set(csr[u].indices) for u in range(csr.shape[0]) if csr[u].nnz},
+        )
+
+    def taste(self, user: int) -> np.ndarray:
+        """LightFM scores of every artist for a user (inner id), rescaled to 0..1."""
+        items = np.arange(len(self.points), dtype=np.int32)
+        users = np.full(len(items), user, dtype=np.int32)
+        raw = self.model.predict(
+            users, items, item_features=self.inputs.item_features, user_features=self.inputs.user_features
+        )
+        low, high = raw.min(), raw.max()
+        return (raw - low) / (high - low) if high > low else np.zeros_like(raw)
+
+    def rank(self, taste: np.ndarray, emotion: str, policy: str = "match", k: int = 10, mood_weight: float = 0.3,
+             exclude: set[int] = frozenset(), genres: set[str] | None = None) -> list[Ranked]:  # fmt: skip
+        """Blend taste with mood fit, position by position, then keep the list diverse.
+
+        Each position of the list has its own mood target (``uplift`` walks toward pleasant valence),
+        so the list is filled greedily: at each position the best remaining artist by
+        ``(1 - mood_weight) * taste + mood_weight * fit(target)``, skipping artists excluded (seen,
+        skipped recently) or outside ``genres``, and any whose genres equal the previous pick's
+        (no two near-duplicates in a row).
+        """
+        allowed = np.ones(len(taste), bool)
+        if exclude:
+            allowed[list(exclude)] = False
+        if genres:
+            allowed &= np.array([bool(genres.intersection(g)) for g in self.genres])
+        pool = np.flatnonzero(allowed)
+        pool = pool[np.argsort(-taste[pool])][: max(200, 20 * k)]  # the taste head: mood re-ranks within it
+        picked: list[Ranked] = []
+        used: set[int] = set()
+        for target in targets(emotion, policy, k):
+            fits = fit(self.points[pool], target)
+            scores = (1 - mood_weight) * taste[pool] + mood_weight * fits
+            for j in np.argsort(-scores):
+                item = int(pool[j])
+                if item in used:
+                    continue
+                if picked and self.genres[item] and self.genres[item] == self.genres[picked[-1].item]:
+                    continue
+                used.add(item)
+                picked.append(Ranked(item, float(scores[j]), float(taste[item]), float(fits[j])))
+                break
+        return picked
