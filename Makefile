@@ -7,7 +7,7 @@ SERVICES := $(sort $(dir $(wildcard services/*/pyproject.toml)))
 PROTOS := $(wildcard proto/emotune/v1/*.proto)
 DATA ?= ../shared/data/fer2013/val.npz
 
-.PHONY: setup run test lint format proto check-proto lock bench train eval data clean
+.PHONY: setup run test lint format proto check-proto lock bench train eval eval-recommender data clean
 
 setup: $(VENV)/.installed
 
@@ -58,6 +58,10 @@ bench/.venv-fer/.installed: bench/fer-requirements.txt
 	bench/.venv-fer/bin/python -m pip install -q uv
 	bench/.venv-fer/bin/uv pip install -q -p bench/.venv-fer/bin/python --no-deps -r bench/fer-requirements.txt
 	touch $@
+
+# Evaluate the recommender against its baselines; writes services/recommender/REPORT.md.
+eval-recommender: setup
+	$(BIN)/python -m emotune_recommender.evaluate
 
 # Fetch the data sets that are missing from EMOTUNE_DATA_DIR (default ../shared/data).
 data: setup
