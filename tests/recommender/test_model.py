@@ -61,3 +61,26 @@ def test_lists_skip_what_was_heard_honour_genres_and_stay_diverse(trained):
     rock = recommender.rank(recommender.taste(user), "sad", "uplift", 10, 0.2, genres={"rock"})
     assert rock and all("rock" in recommender.genres[r.item] for r in rock)
     assert all(0 <= r.mood_fit <= 1 and 0 <= r.taste <= 1 for r in ranked)
+
+
+def test_more_like_this_and_neighbours(trained):
+    recommender, _ = trained
+    ids = recommender.inputs.item_ids
+    names = load_music(DATA_DIR).artists["name"]
+    metallica = int(np.flatnonzero(names.loc[ids].to_numpy() == "Metallica")[0])
+    similar = recommender.similar_items(metallica, 10)
+    assert len(similar) == 10 and metallica not in [i for i, _ in similar]
+    assert [c for _, c in similar] == sorted((c for _, c in similar), reverse=True)
+    genres = {g for i, _ in similar for g in recommender.genres[i]}
+    assert genres & {"metal", "thrash metal", "hard rock", "rock", "alternative metal", "nu metal"}
+    user = next(iter(recommender.seen))
+    neighbours = recommender.similar_users(user, 5)
+    assert len(neighbours) == 5 and user not in [u for u, _ in neighbours]
+
+
+def test_a_new_listener_gets_popular_artists_of_the_genres_they_pick(trained):
+    recommender, _ = trained
+    ranked = recommender.rank(recommender.cold_start_taste({"jazz"}), "neutral", "match", 10, 0.2)
+    assert sum("jazz" in recommender.genres[r.item] for r in ranked) >= 8
+    anyone = recommender.rank(recommender.cold_start_taste(), "happy", "match", 10, 0.2)
+    assert np.mean([recommender.popularity[r.item] for r in anyone]) > 0.5

@@ -105,3 +105,32 @@ class Recommender:
                 picked.append(Ranked(item, float(scores[j]), float(taste[item]), float(fits[j])))
                 break
         return picked
+
+    def item_embeddings(self) -> np.ndarray:
+        """[items, components] item representations (features included), unit length."""
+        _, vectors = self.model.get_item_representations(self.inputs.item_features)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+    def similar_items(self, item: int, k: int = 10) -> list[tuple[int, float]]:
+        """ "More like this": the k artists nearest to ``item`` in the embedding space, with cosines."""
+        vectors = self.item_embeddings()
+        cosines = vectors @ vectors[item]
+        cosines[item] = -np.inf
+        top = np.argpartition(-cosines, k)[:k]
+        return [(int(i), float(cosines[i])) for i in top[np.argsort(-cosines[top])]]
+
+    def similar_users(self, user: int, k: int = 10) -> list[tuple[int, float]]:
+        """User-based neighbours: the k users nearest to ``user`` in the embedding space."""
+        _, vectors = self.model.get_user_representations(self.inputs.user_features)
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+        cosines = vectors @ vectors[user]
+        cosines[user] = -np.inf
+        top = np.argpartition(-cosines, k)[:k]
+        return [(int(u), float(cosines[u])) for u in top[np.argsort(-cosines[top])]]
+
+    def cold_start_taste(self, genres: set[str] | None = None) -> np.ndarray:
+        """Taste for a listener with no history: popularity, and the genres they picked when they did."""
+        if not genres:
+            return self.popularity.copy()
+        liked = np.array([bool(genres.intersection(g)) for g in self.genres], dtype=float)
+        return 0.5 * self.popularity + 0.5 * liked
