@@ -84,3 +84,19 @@ def test_a_new_listener_gets_popular_artists_of_the_genres_they_pick(trained):
     assert sum("jazz" in recommender.genres[r.item] for r in ranked) >= 8
     anyone = recommender.rank(recommender.cold_start_taste(), "happy", "match", 10, 0.2)
     assert np.mean([recommender.popularity[r.item] for r in anyone]) > 0.5
+
+
+def test_feedback_given_in_a_mood_teaches_the_model_about_that_mood():
+    music = load_music(DATA_DIR)
+    recommender = Recommender.train(music, music.plays)
+    user = next(iter(recommender.seen))
+    before_sad, before_happy = recommender.taste(user, "sad"), recommender.taste(user, "happy")
+    candidates = [i for i in np.argsort(before_sad) if i not in recommender.seen[user]][:5]  # far down the list
+    applied = recommender.learn([(user, int(i), 2.0, "sad") for i in candidates] * 4, epochs=10)
+    assert applied == 20
+    after_sad, after_happy = recommender.taste(user, "sad"), recommender.taste(user, "happy")
+    gain_sad = np.mean(after_sad[candidates] - before_sad[candidates])
+    gain_happy = np.mean(after_happy[candidates] - before_happy[candidates])
+    assert gain_sad > 0.05  # the liked artists rose in that mood
+    assert gain_sad > gain_happy  # more than in another mood
+    assert set(candidates) <= recommender.seen[user]

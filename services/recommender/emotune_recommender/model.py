@@ -6,11 +6,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from lightfm import LightFM
 
 from emotune_recommender.data import MusicData
 from emotune_recommender.features import Inputs, build_inputs
 from emotune_recommender.mood import artist_points, fit, targets
+
+#: weight of the emotion token beside a user's identity in the user features
+CONTEXT_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,13 +67,23 @@ class Recommender:
             seen={u: set(csr[u].indices) for u in range(csr.shape[0]) if csr[u].nnz},
         )
 
-    def taste(self, user: int) -> np.ndarray:
-        """LightFM scores of every artist for a user (inner id), rescaled to 0..1."""
+    def user_features(self, context: dict[int, str] | None = None) -> sp.csr_matrix:
+        """The user feature matrix, with the token ``emotion:<label>`` added for the users in ``context``."""
+        if not context:
+            return self.inputs.user_features
+        columns = self.inputs.dataset.mapping()[1]
+        users = np.fromiter(context, dtype=np.int64)
+        tokens = np.array([columns[f"emotion:{e}"] for e in context.values()])
+        extra = sp.csr_matrix((np.full(len(users), CONTEXT_WEIGHT), (users, tokens)),
+                              shape=self.inputs.user_features.shape)  # fmt: skip
+        return (self.inputs.user_features + extra).tocsr()
+
+    def taste(self, user: int, emotion: str | None = None) -> np.ndarray:
+        """LightFM scores of every artist for a user (inner id) in a mood, rescaled to 0..1."""
         items = np.arange(len(self.points), dtype=np.int32)
         users = np.full(len(items), user, dtype=np.int32)
-        raw = self.model.predict(
-            users, items, item_features=self.inputs.item_features, user_features=self.inputs.user_features
-        )
+        features = self.user_features({user: emotion} if emotion else None)
+        raw = self.model.predict(users, items, item_features=self.inputs.item_features, user_features=features)
         low, high = raw.min(), raw.max()
         return (raw - low) / (high - low) if high > low else np.zeros_like(raw)
 
@@ -105,6 +119,27 @@ class Recommender:
                 picked.append(Ranked(item, float(scores[j]), float(taste[item]), float(fits[j])))
                 break
         return picked
+
+    def learn(self, feedback: list[tuple[int, int, float, str | None]], epochs: int = 5, threads: int = 2) -> int:
+        """Fit on positive feedback (user, item, weight, emotion at the time) with fit_partial.
+
+        The emotion rides along as a user feature, so what a listener plays when sad teaches the
+        model what suits them when sad. Negative feedback (skip, dislike) is not a positive example
+        to learn; the service keeps it as exclusions. Returns the number of examples applied.
+        """
+        if not feedback:
+            return 0
+        users, items, weights, emotions = zip(*feedback, strict=True)
+        shape = (self.inputs.user_features.shape[0], len(self.points))
+        interactions = sp.coo_matrix((np.ones(len(users), np.float32), (users, items)), shape=shape)
+        sample_weight = sp.coo_matrix((np.asarray(weights, np.float32), (users, items)), shape=shape)
+        context = {u: e for u, e in zip(users, emotions, strict=True) if e}
+        self.model.fit_partial(interactions, user_features=self.user_features(context),
+                               item_features=self.inputs.item_features, sample_weight=sample_weight,
+                               epochs=epochs, num_threads=threads)  # fmt: skip
+        for user, item in zip(users, items, strict=True):
+            self.seen.setdefault(user, set()).add(item)
+        return len(feedback)
 
     def item_embeddings(self) -> np.ndarray:
         """[items, components] item representations (features included), unit length."""
