@@ -45,6 +45,7 @@ class Recommender:
     popularity: np.ndarray  # [items] training plays per artist, log-scaled 0..1
     genres: list[list[str]]
     seen: dict[int, set[int]] = field(default_factory=dict)  # user inner id -> inner item ids
+    _items: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def train(cls, music: MusicData, plays: pd.DataFrame, hyper: Hyper = Hyper(), *, use_item_features: bool = True,
@@ -78,14 +79,27 @@ class Recommender:
                               shape=self.inputs.user_features.shape)  # fmt: skip
         return (self.inputs.user_features + extra).tocsr()
 
+    def item_representations(self) -> tuple[np.ndarray, np.ndarray]:
+        """(biases [items], vectors [items, components]) of every artist, features folded in.
+
+        Computed once per model state (learning resets it): scoring a user is then one
+        matrix-vector product, as LightFM's predict would compute, without its per-call work.
+        """
+        if self._items is None:
+            biases, vectors = self.model.get_item_representations(self.inputs.item_features)
+            self._items = (biases.astype(np.float32), vectors.astype(np.float32))
+        return self._items
+
+    def raw_scores(self, user_vector: np.ndarray, user_bias: float) -> np.ndarray:
+        biases, vectors = self.item_representations()
+        return vectors @ user_vector + biases + user_bias
+
     def taste(self, user: int, emotion: str | None = None) -> np.ndarray:
         """LightFM scores of every artist for a user (inner id) in a mood, rescaled to 0..1."""
-        items = np.arange(len(self.points), dtype=np.int32)
-        users = np.full(len(items), user, dtype=np.int32)
-        features = self.user_features({user: emotion} if emotion else None)
-        raw = self.model.predict(users, items, item_features=self.inputs.item_features, user_features=features)
-        low, high = raw.min(), raw.max()
-        return (raw - low) / (high - low) if high > low else np.zeros_like(raw)
+        row = self.user_features({user: emotion} if emotion else None)[user]
+        vector = np.asarray(row @ self.model.user_embeddings, dtype=np.float32).ravel()
+        bias = float((row @ self.model.user_biases)[0])
+        return _unit_range(self.raw_scores(vector, bias))
 
     def rank(self, taste: np.ndarray, emotion: str, policy: str = "match", k: int = 10, mood_weight: float = 0.3,
              exclude: set[int] = frozenset(), genres: set[str] | None = None) -> list[Ranked]:  # fmt: skip
@@ -139,11 +153,12 @@ class Recommender:
                                epochs=epochs, num_threads=threads)  # fmt: skip
         for user, item in zip(users, items, strict=True):
             self.seen.setdefault(user, set()).add(item)
+        self._items = None
         return len(feedback)
 
     def item_embeddings(self) -> np.ndarray:
         """[items, components] item representations (features included), unit length."""
-        _, vectors = self.model.get_item_representations(self.inputs.item_features)
+        _, vectors = self.item_representations()
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
 
     def similar_items(self, item: int, k: int = 10) -> list[tuple[int, float]]:
@@ -169,3 +184,8 @@ class Recommender:
             return self.popularity.copy()
         liked = np.array([bool(genres.intersection(g)) for g in self.genres], dtype=float)
         return 0.5 * self.popularity + 0.5 * liked
+
+
+def _unit_range(raw: np.ndarray) -> np.ndarray:
+    low, high = raw.min(), raw.max()
+    return (raw - low) / (high - low) if high > low else np.zeros_like(raw)
