@@ -1,0 +1,106 @@
+"""The recommender service, and the full retrain.
+
+python -m emotune_recommender serve     # gRPC on 50052, consumers on emotions and feedback
+python -m emotune_recommender train     # rebuild the model from the data: a new version
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import typer
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from emotune.v1 import messages_pb2, recommender_pb2_grpc
+from emotune_common.consumer import StreamConsumer
+from emotune_common.lifecycle import serve_ops, stop_on_signals
+from emotune_common.logs import configure_logging, get_logger
+from emotune_common.producer import StreamProducer
+from emotune_common.redis_client import connect
+from emotune_common.streams import EMOTIONS, FEEDBACK, RECOMMENDATIONS
+from emotune_recommender import metrics, store
+from emotune_recommender.core import RecommenderCore
+from emotune_recommender.data import load_music
+from emotune_recommender.events import SessionMoods, emotions_handler, feedback_handler
+from emotune_recommender.grpc_api import RecommenderService
+from emotune_recommender.model import Recommender
+from emotune_recommender.settings import RecommenderSettings
+from emotune_recommender.smoothing import Smoothing
+from emotune_recommender.tracks import TrackLookup
+
+app = typer.Typer(add_completion=False, help="emotune recommender")
+log = get_logger("emotune.recommender")
+GROUP = "recommender"
+
+
+def train_and_save(settings: RecommenderSettings) -> tuple[int, Recommender]:
+    started = time.perf_counter()
+    music = load_music(settings.data_dir)
+    recommender = Recommender.train(music, music.plays)
+    version, path = store.save(recommender, settings.recommender_model_dir)
+    log.info("model_trained", version=version, path=str(path), seconds=round(time.perf_counter() - started, 1))
+    return version, recommender
+
+
+async def _serve(settings: RecommenderSettings) -> None:
+    music = load_music(settings.data_dir)
+    loaded = store.load_latest(settings.recommender_model_dir)
+    version, recommender = loaded if loaded else await asyncio.to_thread(train_and_save, settings)
+    metrics.MODEL_VERSION.set(version)
+    redis = connect(settings.redis_url)
+    core = RecommenderCore(recommender, version, music.artists, redis, TrackLookup(redis, settings.spotify()),
+                           settings.mood_weight, settings.default_policy, settings.skip_memory_s,
+                           settings.feedback_epochs)  # fmt: skip
+    out = StreamProducer(redis, RECOMMENDATIONS, settings.recommendations_maxlen)
+    moods = SessionMoods(Smoothing(settings.mood_time_constant_s, settings.mood_margin, settings.mood_hold))
+    consumers = [
+        StreamConsumer(redis, EMOTIONS, GROUP, emotions_handler(core, moods, out, settings.default_k),
+                       consumer=settings.consumer_name or None, settings=settings.stream,
+                       message_type=messages_pb2.EmotionEvent),
+        StreamConsumer(redis, FEEDBACK, GROUP, feedback_handler(core, moods, out, settings.default_k),
+                       consumer=settings.consumer_name or None, settings=settings.stream,
+                       message_type=messages_pb2.Feedback),
+    ]  # fmt: skip
+    server = grpc.aio.server()
+    recommender_pb2_grpc.add_RecommenderServicer_to_server(RecommenderService(core, settings.default_k), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(f"0.0.0.0:{settings.recommender_port}")
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", port=settings.recommender_port, model_version=version, spotify=core.tracks.enabled)
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+
+    async def ready() -> bool:
+        return bool(await redis.ping())
+
+    ops = asyncio.create_task(serve_ops(settings.metrics_port, ready, stop))
+    await asyncio.gather(*(c.run(stop) for c in consumers))
+    await server.stop(grace=5)
+    await ops
+    await redis.aclose()
+
+
+@app.command()
+def serve() -> None:
+    """Run the recommender: load the latest model (training one first if there is none)."""
+    settings = RecommenderSettings()
+    configure_logging(settings.log_level, settings.log_json, service="recommender")
+    asyncio.run(_serve(settings))
+
+
+@app.command()
+def train() -> None:
+    """Rebuild the model from the data and save it as a new version (the service loads it on restart)."""
+    settings = RecommenderSettings()
+    configure_logging(settings.log_level, json=False, service="recommender")
+    version, _ = train_and_save(settings)
+    typer.echo(f"saved version {version} in {settings.recommender_model_dir}")
+
+
+if __name__ == "__main__":
+    app()
