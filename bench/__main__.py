@@ -1,6 +1,6 @@
 """Run the benchmarks and write bench/RESULTS.md (`make bench`).
 
-python -m bench [NAME ...]     # all by default; names: streams, modelserver, pipeline
+python -m bench [NAME ...]     # all by default; names: streams, modelserver, pipeline, recommender
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import modelserver, pipeline, streams
+from bench import modelserver, pipeline, recommender, streams
 
-BENCHES = {"streams": streams, "modelserver": modelserver, "pipeline": pipeline}
+BENCHES = {"streams": streams, "modelserver": modelserver, "pipeline": pipeline, "recommender": recommender}
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 SECTIONS = HERE / "results"  # one file a benchmark, so running one keeps the others' latest figures

@@ -46,6 +46,7 @@ class Recommender:
     genres: list[list[str]]
     seen: dict[int, set[int]] = field(default_factory=dict)  # user inner id -> inner item ids
     _items: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _genre_index: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def train(cls, music: MusicData, plays: pd.DataFrame, hyper: Hyper = Hyper(), *, use_item_features: bool = True,
@@ -111,13 +112,14 @@ class Recommender:
         skipped recently) or outside ``genres``, and any whose genres equal the previous pick's
         (no two near-duplicates in a row).
         """
-        allowed = np.ones(len(taste), bool)
+        masked = np.array(taste, dtype=np.float32)  # a copy, never the caller's
         if exclude:
-            allowed[list(exclude)] = False
+            masked[list(exclude)] = -np.inf
         if genres:
-            allowed &= np.array([bool(genres.intersection(g)) for g in self.genres])
-        pool = np.flatnonzero(allowed)
-        pool = pool[np.argsort(-taste[pool])][: max(200, 20 * k)]  # the taste head: mood re-ranks within it
+            masked[~self.genre_mask(genres)] = -np.inf
+        head = min(len(masked), max(200, 20 * k))  # the taste head: mood re-ranks within it
+        pool = np.argpartition(-masked, head - 1)[:head] if len(masked) > head else np.arange(len(masked))
+        pool = pool[np.isfinite(masked[pool])]
         picked: list[Ranked] = []
         used: set[int] = set()
         for target in targets(emotion, policy, k):
@@ -133,6 +135,20 @@ class Recommender:
                 picked.append(Ranked(item, float(scores[j]), float(taste[item]), float(fits[j])))
                 break
         return picked
+
+    def genre_mask(self, genres: set[str]) -> np.ndarray:
+        """[items] True where an artist has one of ``genres`` (from an index built once)."""
+        if self._genre_index is None:
+            index: dict[str, list[int]] = {}
+            for item, names in enumerate(self.genres):
+                for name in names:
+                    index.setdefault(name, []).append(item)
+            self._genre_index = {g: np.array(items) for g, items in index.items()}
+        mask = np.zeros(len(self.genres), bool)
+        for genre in genres:
+            if genre in self._genre_index:
+                mask[self._genre_index[genre]] = True
+        return mask
 
     def learn(self, feedback: list[tuple[int, int, float, str | None]], epochs: int = 5, threads: int = 2) -> int:
         """Fit on positive feedback (user, item, weight, emotion at the time) with fit_partial.
@@ -182,8 +198,7 @@ class Recommender:
         """Taste for a listener with no history: popularity, and the genres they picked when they did."""
         if not genres:
             return self.popularity.copy()
-        liked = np.array([bool(genres.intersection(g)) for g in self.genres], dtype=float)
-        return 0.5 * self.popularity + 0.5 * liked
+        return 0.5 * self.popularity + 0.5 * self.genre_mask(genres)
 
 
 def _unit_range(raw: np.ndarray) -> np.ndarray:
