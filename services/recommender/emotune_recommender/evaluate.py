@@ -174,12 +174,14 @@ def main(data_dir: Path = typer.Option(DEFAULT_DATA_DIR, help="Folder holding mu
     train_plays, test_plays = split_per_user(music.plays)
     hybrid = Recommender.train(music, train_plays)
     collaborative = Recommender.train(music, train_plays, use_item_features=False)
+    with_friends = Recommender.train(music, train_plays, use_friends=True)
     train, _ = hybrid.inputs.interactions(train_plays)
     test, _ = hybrid.inputs.interactions(test_plays)
     train, test = train.tocsr(), test.tocsr()
     popularity = popularity_scores(train)
     scores = {
         "hybrid": evaluate_scorer(lightfm_scorer(hybrid), train, test, "hybrid"),
+        "hybrid + friends": evaluate_scorer(lightfm_scorer(with_friends), train, test, "hybrid + friends"),
         "collaborative": evaluate_scorer(lightfm_scorer(collaborative), train, test, "collaborative"),
         "item-kNN": evaluate_scorer(lambda users: item_knn_scores(train, users), train, test, "item-kNN"),
         "popularity": evaluate_scorer(lambda users: np.tile(popularity, (len(users), 1)), train, test, "popularity"),
@@ -204,7 +206,10 @@ def main(data_dir: Path = typer.Option(DEFAULT_DATA_DIR, help="Folder holding mu
         "| --- | ---: | ---: | ---: | ---: |",
         *[f"| {n} | {s.precision:.4f} | {s.recall:.4f} | {s.auc:.4f} | {s.coverage:.1%} |" for n, s in scores.items()],
         "",
-        f"Hybrid precision@10 is {ratio:.2f}x popularity's (floor 1.5x).",
+        f"Hybrid precision@10 is {ratio:.2f}x popularity's (floor 1.5x). Friends as user features "
+        f"({'help' if scores['hybrid + friends'].precision > scores['hybrid'].precision else 'do not help'}: "
+        f"{scores['hybrid + friends'].precision:.4f} against {scores['hybrid'].precision:.4f}) are "
+        f"{'on' if scores['hybrid + friends'].precision > scores['hybrid'].precision else 'off'} in the service.",
         "",
         f"Cold start ({cold['artists']:,} artists with no play in training): AUC hybrid {cold['hybrid']:.3f}, "
         f"collaborative {cold['collaborative']:.3f} (floor 0.70 for the hybrid).",
