@@ -45,9 +45,13 @@ def train_and_save(settings: RecommenderSettings) -> tuple[int, Recommender]:
 
 
 async def _serve(settings: RecommenderSettings) -> None:
+    stop = asyncio.Event()
+    stop_on_signals(stop)  # before the model loads: a stop during a first training is honoured after it
     music = load_music(settings.data_dir)
     loaded = store.load_latest(settings.recommender_model_dir)
     version, recommender = loaded if loaded else await asyncio.to_thread(train_and_save, settings)
+    if stop.is_set():
+        return
     metrics.MODEL_VERSION.set(version)
     redis = connect(settings.redis_url)
     core = RecommenderCore(recommender, version, music.artists, redis, TrackLookup(redis, settings.spotify()),
@@ -71,9 +75,6 @@ async def _serve(settings: RecommenderSettings) -> None:
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", port=settings.recommender_port, model_version=version, spotify=core.tracks.enabled)
-
-    stop = asyncio.Event()
-    stop_on_signals(stop)
 
     async def ready() -> bool:
         return bool(await redis.ping())
