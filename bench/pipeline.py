@@ -64,6 +64,14 @@ def _wait(predicate, within: float) -> None:
         time.sleep(0.05)
 
 
+def _workers(client: redis.Redis, env: dict, count: int) -> list[subprocess.Popen]:
+    """Start ``count`` inference workers and wait until their consumer group exists."""
+    pool = [_spawn([sys.executable, "-m", "emotune_inference"], {**env, "EMOTUNE_CONSUMER_NAME": f"w{i}"})
+            for i in range(count)]  # fmt: skip
+    _wait(lambda: len(client.keys("emotune:faces")) == 1 and client.xinfo_groups("emotune:faces"), 60)
+    return pool
+
+
 def _latencies_ms(client: redis.Redis) -> tuple[list[float], float, float]:
     """Per event: entry time minus capture time; and the first capture and last event times (s)."""
     from emotune.v1 import messages_pb2
@@ -91,9 +99,7 @@ def _throughput(url: str, model: str, workers: int) -> dict:
     client = redis.Redis.from_url(url)
     client.flushall()
     env = {"REDIS_URL": url, "MODEL_SERVER": model}
-    pool = [_spawn([sys.executable, "-m", "emotune_inference"], {**env, "EMOTUNE_CONSUMER_NAME": f"w{i}"})
-            for i in range(workers)]  # fmt: skip
-    _wait(lambda: len(client.keys("emotune:faces")) == 1 and client.xinfo_groups("emotune:faces"), 60)
+    pool = _workers(client, env, workers)
     capture = _spawn([sys.executable, "-m", "emotune_capture", "serve"],
                      {**env, "EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_FPS": "0",
                       "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&realtime=0"})  # fmt: skip
@@ -115,9 +121,7 @@ def _live(url: str, model: str, streams: int = 4, fps: float = 10, workers: int 
     client = redis.Redis.from_url(url)
     client.flushall()
     env = {"REDIS_URL": url, "MODEL_SERVER": model}
-    pool = [_spawn([sys.executable, "-m", "emotune_inference"], {**env, "EMOTUNE_CONSUMER_NAME": f"w{i}"})
-            for i in range(workers)]  # fmt: skip
-    _wait(lambda: len(client.keys("emotune:faces")) == 1 and client.xinfo_groups("emotune:faces"), 60)
+    pool = _workers(client, env, workers)
     sources = " ".join(f"video:{VIDEO}?fps={fps}&session=stream{i}" for i in range(streams))
     capture = _spawn([sys.executable, "-m", "emotune_capture", "serve"],
                      {**env, "EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_SOURCES": sources,

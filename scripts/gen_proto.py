@@ -55,11 +55,14 @@ def stale_files(committed: Path = OUT, proto_root: Path = PROTO_ROOT) -> list[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the committed code is stale")
-    if not parser.parse_args().check:
-        for path in generate(OUT):
-            print(f"generated services/common/{path}")
+    parser.add_argument("--proto-root", type=Path, default=PROTO_ROOT, help="where the .proto files are")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the generated package is (emotune/)")
+    args = parser.parse_args()
+    if not args.check:
+        for path in generate(args.out, args.proto_root):
+            print(f"generated {args.out / path}")
         return 0
-    stale = stale_files()
+    stale = stale_files(args.out, args.proto_root)
     if stale:
         print(f"generated protobuf code is out of date, run `make proto`: {stale}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ from emotune_capture.sources import SourceError, parse_source
 from emotune_capture.tracker import FaceTracker
 from emotune_capture.uploads import upload_handler
 from emotune_common.consumer import StreamConsumer
-from emotune_common.lifecycle import serve_ops, stop_on_signals
+from emotune_common.lifecycle import run_service, serve_ops, stop_on_signals
 from emotune_common.logs import configure_logging, get_logger
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
@@ -37,13 +37,11 @@ def tracker(settings: CaptureSettings, index: int = 0) -> FaceTracker:
                        min_score=settings.track_min_score, offset=index)  # fmt: skip
 
 
-async def _serve(settings: CaptureSettings) -> None:
+async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     specs = [parse_source(s, settings.capture_session, settings.capture_user) for s in settings.capture_sources.split()]
     specs = [s if s.fps else replace(s, fps=settings.capture_fps) for s in specs]
     redis = connect(settings.redis_url)
     faces = StreamProducer(redis, FACES, settings.faces_maxlen)
-    stop = asyncio.Event()
-    stop_on_signals(stop)
     tasks = [SourceRunner(spec, tracker(settings, i), faces).run(stop) for i, spec in enumerate(specs)]
     if settings.capture_uploads:
         consumer = StreamConsumer(
@@ -70,10 +68,8 @@ async def _serve(settings: CaptureSettings) -> None:
 @app.command()
 def serve() -> None:
     """Run the capture service with the settings of the environment."""
-    settings = CaptureSettings()
-    configure_logging(settings.log_level, settings.log_json, service="capture")
     try:
-        asyncio.run(_serve(settings))
+        run_service(_serve, CaptureSettings(), "capture")
     except SourceError as e:
         raise typer.BadParameter(str(e)) from None
 

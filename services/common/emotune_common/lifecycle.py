@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import uvicorn
 from prometheus_client import make_asgi_app
@@ -14,11 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from emotune_common.logs import get_logger
+from emotune_common.logs import configure_logging, get_logger
+from emotune_common.settings import ServiceSettings
 
 log = get_logger("emotune.lifecycle")
 
 ReadyCheck = Callable[[], Awaitable[bool]]
+S = TypeVar("S", bound=ServiceSettings)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -66,3 +69,15 @@ async def serve_ops(port: int, ready: ReadyCheck, stop: asyncio.Event, host: str
     await stop.wait()
     server.should_exit = True
     await task
+
+
+def run_service(serve: Callable[[S, asyncio.Event], Awaitable[None]], settings: S, name: str) -> None:
+    """A service's main: configure the logs, turn SIGTERM/SIGINT into a stop event, run ``serve``."""
+    configure_logging(settings.log_level, settings.log_json, service=name)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        await serve(settings, stop)
+
+    asyncio.run(main())

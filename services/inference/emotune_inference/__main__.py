@@ -7,8 +7,7 @@ import asyncio
 
 from emotune.v1 import messages_pb2
 from emotune_common.consumer import StreamConsumer, default_consumer_name
-from emotune_common.lifecycle import serve_ops, stop_on_signals
-from emotune_common.logs import configure_logging
+from emotune_common.lifecycle import run_service, serve_ops
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
 from emotune_common.streams import EMOTIONS, FACES
@@ -51,16 +50,8 @@ async def serve(settings: InferenceSettings, stop: asyncio.Event) -> None:
     await redis.aclose()
 
 
-async def amain() -> None:
-    settings = InferenceSettings()
-    configure_logging(settings.log_level, settings.log_json, service="inference")
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    await serve(settings, stop)
-
-
 def main() -> None:
-    asyncio.run(amain())
+    run_service(serve, InferenceSettings(), "inference")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from emotune_common.lifecycle import serve_ops, stop_on_signals
-from emotune_common.logs import configure_logging, get_logger
+from emotune_common.lifecycle import run_service, serve_ops
+from emotune_common.logs import get_logger
 from emotune_modelserver.config import load_batching_config, load_model_config
 from emotune_modelserver.servables import ModelRegistry
 from emotune_modelserver.service import ModelService, PredictionService
@@ -52,16 +52,8 @@ async def serve(settings: ModelServerSettings, stop: asyncio.Event) -> None:
     await ops
 
 
-async def amain() -> None:
-    settings = ModelServerSettings()
-    configure_logging(settings.log_level, settings.log_json, service="modelserver")
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    await serve(settings, stop)
-
-
 def main() -> None:
-    asyncio.run(amain())
+    run_service(serve, ModelServerSettings(), "modelserver")
 
 
 if __name__ == "__main__":

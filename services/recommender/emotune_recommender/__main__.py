@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from emotune.v1 import messages_pb2, recommender_pb2_grpc
 from emotune_common.consumer import StreamConsumer
-from emotune_common.lifecycle import serve_ops, stop_on_signals
+from emotune_common.lifecycle import run_service, serve_ops
 from emotune_common.logs import configure_logging, get_logger
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
@@ -44,9 +44,9 @@ def train_and_save(settings: RecommenderSettings) -> tuple[int, Recommender]:
     return version, recommender
 
 
-async def _serve(settings: RecommenderSettings) -> None:
-    stop = asyncio.Event()
-    stop_on_signals(stop)  # before the model loads: a stop during a first training is honoured after it
+async def _serve(settings: RecommenderSettings, stop: asyncio.Event) -> None:
+    # run_service listens for signals before the model loads: a stop during a first training is
+    # honoured after it
     music = load_music(settings.data_dir)
     loaded = store.load_latest(settings.recommender_model_dir)
     version, recommender = loaded if loaded else await asyncio.to_thread(train_and_save, settings)
@@ -89,9 +89,7 @@ async def _serve(settings: RecommenderSettings) -> None:
 @app.command()
 def serve() -> None:
     """Run the recommender: load the latest model (training one first if there is none)."""
-    settings = RecommenderSettings()
-    configure_logging(settings.log_level, settings.log_json, service="recommender")
-    asyncio.run(_serve(settings))
+    run_service(_serve, RecommenderSettings(), "recommender")
 
 
 @app.command()
