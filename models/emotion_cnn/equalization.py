@@ -1,6 +1,6 @@
 """Does histogram equalisation or CLAHE of the crops help the served model? Measured on FER-2013.
 
-    python scripts/measure_equalization.py [--data ../shared/data/fer2013/val.npz]
+    python -m models.emotion_cnn.equalization [--data ../shared/data/fer2013/val.npz]
 
 Applies each of the capture service's ``EMOTUNE_CROP_EQUALIZE`` options to the validation faces
 (as the service would to its 48x48 crops), scores them with the latest SavedModel, and writes
@@ -17,7 +17,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("EMOTUNE_DATA_DIR", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "services" / "capture" / "EQUALIZATION.md"
 
@@ -49,7 +49,7 @@ def main() -> None:
         "",
         f"Model `{model_dir.relative_to(ROOT)}` on `{args.data.name}` ({len(labels):,} faces), each face "
         "equalised as the capture service would equalise its crops (`EMOTUNE_CROP_EQUALIZE`). Written by "
-        "`python scripts/measure_equalization.py`.",
+        "`python -m models.emotion_cnn.equalization`.",
         "",
         "| EMOTUNE_CROP_EQUALIZE | accuracy |",
         "| --- | ---: |",
