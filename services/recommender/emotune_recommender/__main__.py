@@ -22,7 +22,7 @@ from emotune_common.redis_client import connect
 from emotune_common.streams import EMOTIONS, FEEDBACK, RECOMMENDATIONS
 from emotune_recommender import metrics, store
 from emotune_recommender.core import RecommenderCore
-from emotune_recommender.data import load_music
+from emotune_recommender.data import DataError, load_music
 from emotune_recommender.events import SessionMoods, emotions_handler, feedback_handler
 from emotune_recommender.grpc_api import RecommenderService
 from emotune_recommender.model import Recommender
@@ -89,7 +89,10 @@ async def _serve(settings: RecommenderSettings, stop: asyncio.Event) -> None:
 @app.command()
 def serve() -> None:
     """Run the recommender: load the latest model (training one first if there is none)."""
-    run_service(_serve, RecommenderSettings(), "recommender")
+    try:
+        run_service(_serve, RecommenderSettings(), "recommender")
+    except DataError as e:
+        raise typer.BadParameter(f"the music data is needed: {e}") from None
 
 
 @app.command()
@@ -97,7 +100,10 @@ def train() -> None:
     """Rebuild the model from the data and save it as a new version (the service loads it on restart)."""
     settings = RecommenderSettings()
     configure_logging(settings.log_level, json=False, service="recommender")
-    version, _ = train_and_save(settings)
+    try:
+        version, _ = train_and_save(settings)
+    except DataError as e:
+        raise typer.BadParameter(f"the music data is needed: {e}") from None
     typer.echo(f"saved version {version} in {settings.recommender_model_dir}")
 
 
