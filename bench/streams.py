@@ -24,7 +24,7 @@ from emotune_common.settings import StreamSettings
 MESSAGES = int(os.environ.get("BENCH_STREAM_MESSAGES", 20_000))
 BATCH = 100
 MAXLEN = 1_000_000
-ROUNDS = 3
+ROUNDS = int(os.environ.get("BENCH_STREAM_ROUNDS", 5))
 
 
 def _crops(n: int) -> list[messages_pb2.FaceCrop]:
