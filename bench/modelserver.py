@@ -20,6 +20,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from emotune_common.settings import default_data_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 8
 PER_REQUEST = 8
@@ -27,7 +29,7 @@ SECONDS = float(os.environ.get("BENCH_MODELSERVER_SECONDS", 15))
 
 
 def _faces(n: int) -> np.ndarray:
-    data_dir = Path(os.environ.get("EMOTUNE_DATA_DIR", ROOT.parent / "shared" / "data"))
+    data_dir = default_data_dir()
     with np.load(data_dir / "fer2013" / "val.npz") as f:
         return (f["x"][:n].astype(np.float32) / 255.0)[..., None]
 

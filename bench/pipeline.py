@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from emotune_common.settings import default_data_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("EMOTUNE_DATA_DIR", ROOT.parent / "shared" / "data"))
+DATA_DIR = default_data_dir()
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 FER_PYTHON = ROOT / "bench" / ".venv-fer" / "bin" / "python"
 

@@ -17,7 +17,6 @@ FER-2013 images are decoded to grayscale 48x48 and stored as arrays ``x`` uint8 
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import shutil
 import sys
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from emotune_common.settings import default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -124,7 +125,7 @@ def fetch(data_dir: Path, cache: Path) -> list[str]:
 
 
 def main() -> int:
-    data_dir = Path(os.environ.get("EMOTUNE_DATA_DIR", ROOT.parent / "shared" / "data"))
+    data_dir = default_data_dir()
     with tempfile.TemporaryDirectory() as cache:
         written = fetch(data_dir, Path(cache))
     print("\n".join(written) if written else f"nothing to fetch: {data_dir} has every file")

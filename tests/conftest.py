@@ -16,8 +16,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from emotune_common.settings import default_data_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("EMOTUNE_DATA_DIR", ROOT.parent / "shared" / "data"))
+DATA_DIR = default_data_dir()
 SHARED_REDIS_URL = os.environ.get("EMOTUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from emotune_common.settings import default_data_dir
 from models.emotion_cnn import IMAGE_SIZE, LABELS
 
-DEFAULT_DATA_DIR = Path(os.environ.get("EMOTUNE_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
+DEFAULT_DATA_DIR = default_data_dir()
 
 
 class DataError(ValueError):

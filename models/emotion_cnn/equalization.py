@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from emotune_common.settings import default_data_dir
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("EMOTUNE_DATA_DIR", ROOT.parent / "shared" / "data"))
+DATA_DIR = default_data_dir()
 OUT = ROOT / "services" / "capture" / "EQUALIZATION.md"
 
 

@@ -5,8 +5,17 @@ Each service subclasses :class:`ServiceSettings` with its own fields; all defaul
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """The data sets: ``EMOTUNE_DATA_DIR``, else ../shared/data beside the repository."""
+    repository = Path(__file__).resolve().parents[3]
+    return Path(os.environ.get("EMOTUNE_DATA_DIR", repository.parent / "shared" / "data"))
 
 
 class StreamSettings(BaseSettings):

@@ -8,7 +8,6 @@ spotify_artists.csv.gz (artist-level means of Spotify audio features, and genres
 from __future__ import annotations
 
 import ast
-import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DEFAULT_DATA_DIR = Path(os.environ.get("EMOTUNE_DATA_DIR", Path(__file__).resolve().parents[4] / "shared" / "data"))
+from emotune_common.settings import default_data_dir
+
+DEFAULT_DATA_DIR = default_data_dir()
 AUDIO_FEATURES = ("valence", "energy", "danceability", "tempo", "acousticness")
 
 
