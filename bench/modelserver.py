@@ -10,7 +10,6 @@ its own model call of 8.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from bench import free_port
 from emotune_common.settings import default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,18 +102,12 @@ def _over_grpc(images: np.ndarray, port: int) -> tuple[float, float]:
     return sum(counts) / elapsed, float(np.percentile(latencies, 99) * 1000)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(redis_url: str) -> dict:
     images = _faces(CLIENTS * PER_REQUEST)
     result: dict = {"clients": CLIENTS, "faces_per_request": PER_REQUEST, "seconds": SECONDS}
     result["in_process_batch64_img_s"] = round(_in_process(images, 64))
     for batching in (True, False):
-        port = _free_port()
+        port = free_port()
         server = _start_server(port, batching)
         try:
             rate, p99 = _over_grpc(images, port)

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,18 +27,13 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from bench import free_port
 from emotune_common.settings import default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = default_data_dir()
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 FER_PYTHON = ROOT / "bench" / ".venv-fer" / "bin" / "python"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _spawn(args: list[str], env: dict | None = None) -> subprocess.Popen:
@@ -127,7 +121,7 @@ def _live(url: str, model: str, streams: int = 4, fps: float = 10, workers: int 
     sources = " ".join(f"video:{VIDEO}?fps={fps}&session=stream{i}" for i in range(streams))
     capture = _spawn([sys.executable, "-m", "emotune_capture", "serve"],
                      {**env, "EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_SOURCES": sources,
-                      "EMOTUNE_METRICS_PORT": str(metrics_port := _free_port())})  # fmt: skip
+                      "EMOTUNE_METRICS_PORT": str(metrics_port := free_port())})  # fmt: skip
     try:
         _wait(lambda: _metric(metrics_port, "emotune_capture_frames_read_total") is not None, 60)
         started = time.monotonic()
@@ -177,7 +171,7 @@ def _fer() -> dict:
 
 def run(redis_url: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="emotune-bench-"))
-    redis_port, model_port = _free_port(), _free_port()
+    redis_port, model_port = free_port(), free_port()
     redis_server = _spawn([shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", "",
                            "--appendonly", "no", "--dir", str(workdir)])  # fmt: skip
     model_server = _spawn([sys.executable, "-m", "emotune_modelserver"], {"EMOTUNE_MODELSERVER_PORT": str(model_port)})

@@ -4,5 +4,7 @@ TensorFlow Serving reads the numbered version folders beside this package (``1/`
 ignores everything else in the folder, so code and exported models can live side by side.
 """
 
-LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-IMAGE_SIZE = 48
+from emotune_common.labels import CROP_SIZE as IMAGE_SIZE
+from emotune_common.labels import EMOTIONS as LABELS
+
+__all__ = ["IMAGE_SIZE", "LABELS"]

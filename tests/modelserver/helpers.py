@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import predict_pb2
 
 
@@ -19,7 +18,3 @@ def predict_request(images: np.ndarray, model: str = "emotion_cnn", key: str = "
 
 def probabilities(response) -> np.ndarray:
     return tf.make_ndarray(response.outputs["probabilities"])
-
-
-def tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
-    return tf.make_tensor_proto(array)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from emotune_recommender.data import load_music, split_per_user
 from emotune_recommender.model import Recommender
-from emotune_recommender.mood import EMOTIONS, distance, targets
+from emotune_recommender.mood import distance, targets
+
+from emotune_common.labels import EMOTIONS
 
 from ..conftest import DATA_DIR
 

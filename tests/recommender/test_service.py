@@ -12,11 +12,11 @@ import grpc
 import numpy as np
 import pytest
 import redis
-from emotune_recommender.mood import EMOTIONS
 
 from emotune.v1 import messages_pb2, recommender_pb2, recommender_pb2_grpc
 from emotune_common.codec import decode, encode
 from emotune_common.ids import make_header
+from emotune_common.labels import EMOTIONS
 
 from ..conftest import ROOT, free_port
 

@@ -8,8 +8,9 @@ from typing import Protocol
 import numpy as np
 
 from emotune.v1 import messages_pb2
-from emotune_capture.detector import CROP_SIZE, Face
+from emotune_capture.detector import Face
 from emotune_common.ids import make_header
+from emotune_common.labels import CROP_SIZE
 
 
 class Detects(Protocol):

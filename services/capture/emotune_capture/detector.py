@@ -8,7 +8,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-CROP_SIZE = 48
+from emotune_common.labels import CROP_SIZE
+
 CASCADE = "haarcascade_frontalface_default.xml"
 Equalize = Literal["none", "hist", "clahe"]
 

@@ -12,12 +12,10 @@ import numpy as np
 from emotune.v1 import messages_pb2
 from emotune_common.consumer import Delivery, Outcome
 from emotune_common.ids import derived_header
+from emotune_common.labels import CROP_SIZE, EMOTIONS
 from emotune_common.producer import StreamProducer
 from emotune_inference import metrics
 from emotune_inference.model_client import ModelClient, ModelRejected, Stopped
-
-CROP_SIZE = 48
-LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
 def event_id(crop_id: str) -> str:
@@ -75,7 +73,7 @@ def inference_handler(client: ModelClient, emotions: StreamProducer, stop: async
         for delivery, probabilities in zip(good, prediction.probabilities, strict=True):
             event = emotion_event(delivery.message, probabilities, client.model, prediction.model_version)
             outcome.publish.append((emotions, event))
-            metrics.EVENTS.labels(LABELS[event.label - 1]).inc()
+            metrics.EVENTS.labels(EMOTIONS[event.label - 1]).inc()
             metrics.END_TO_END_SECONDS.observe(max(0.0, now - delivery.message.header.captured_at_us / 1e6))
         metrics.CROPS.inc(len(good))
         return outcome

@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 
 from emotune.v1 import messages_pb2
 from emotune_common.ids import make_header
+from emotune_common.labels import EMOTIONS
 from emotune_recommender.model import Recommender
-from emotune_recommender.mood import EMOTIONS
 from emotune_recommender.tracks import TrackLookup
 
 POLICIES = ("match", "uplift")

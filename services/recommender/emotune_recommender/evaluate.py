@@ -18,10 +18,11 @@ import scipy.sparse as sp
 import typer
 from tqdm import tqdm
 
+from emotune_common.labels import EMOTIONS
 from emotune_recommender.baselines import item_knn_scores, popularity_scores
 from emotune_recommender.data import DEFAULT_DATA_DIR, load_music, split_per_user
 from emotune_recommender.model import Recommender
-from emotune_recommender.mood import EMOTIONS, distance, targets
+from emotune_recommender.mood import distance, targets
 
 HERE = Path(__file__).resolve().parents[1]
 K = 10

@@ -15,10 +15,11 @@ import numpy as np
 from emotune.v1 import messages_pb2
 from emotune_common.consumer import Delivery, Outcome
 from emotune_common.ids import derived_header
+from emotune_common.labels import EMOTIONS
 from emotune_common.producer import StreamProducer
 from emotune_recommender import metrics
 from emotune_recommender.core import RecommenderCore
-from emotune_recommender.mood import EMOTION_POINTS, EMOTIONS
+from emotune_recommender.mood import EMOTION_POINTS
 from emotune_recommender.smoothing import MoodState, Smoothing
 
 

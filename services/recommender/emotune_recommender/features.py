@@ -9,8 +9,9 @@ import pandas as pd
 import scipy.sparse as sp
 from lightfm.data import Dataset
 
+from emotune_common.labels import EMOTIONS
 from emotune_recommender.data import AUDIO_FEATURES, MusicData, confidence
-from emotune_recommender.mood import EMOTIONS, quadrant
+from emotune_recommender.mood import quadrant
 
 BUCKETS = 5
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-
 #: (valence, arousal) of each emotion, -1..1
 EMOTION_POINTS: dict[str, tuple[float, float]] = {
     "angry": (-0.6, 0.7),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emotune_recommender.mood import EMOTIONS
+from emotune_common.labels import EMOTIONS
 
 
 @dataclass(frozen=True)
