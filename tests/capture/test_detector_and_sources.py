@@ -11,7 +11,8 @@ import pytest
 
 from emotune_capture.detector import DetectorOptions, FaceDetector, equalize
 from emotune_capture.live import SourceRunner
-from emotune_capture.sources import Pacer, SourceError, open_frames, parse_source
+from emotune_capture.sources import Pacer, open_frames
+from emotune_common.sources import SourceError, parse_source
 
 from ..conftest import DATA_DIR
 

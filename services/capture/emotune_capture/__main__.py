@@ -1,13 +1,15 @@
 """The capture service, and a command line to run a source by hand.
 
-python -m emotune_capture serve                      # the service: EMOTUNE_CAPTURE_SOURCES + uploads
+python -m emotune_capture serve                      # the service: EMOTUNE_CAPTURE_SOURCES, uploads, sessions
 python -m emotune_capture run video:clip.mp4 --user alice    # one source by hand, with progress
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import replace
+from typing import Any
 
 import typer
 from tqdm import tqdm
@@ -15,8 +17,8 @@ from tqdm import tqdm
 from emotune.v1 import messages_pb2
 from emotune_capture.detector import FaceDetector
 from emotune_capture.live import Counts, SourceRunner
+from emotune_capture.sessions import SessionWatcher
 from emotune_capture.settings import CaptureSettings
-from emotune_capture.sources import SourceError, parse_source
 from emotune_capture.tracker import FaceTracker
 from emotune_capture.uploads import upload_handler
 from emotune_common.consumer import StreamConsumer
@@ -24,6 +26,7 @@ from emotune_common.lifecycle import run_service, serve_ops, stop_on_signals
 from emotune_common.logs import configure_logging, get_logger
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
+from emotune_common.sources import SourceError, parse_source
 from emotune_common.streams import FACES, FRAMES
 
 app = typer.Typer(add_completion=False, help="emotune capture: frames in, 48x48 face crops out to emotune:faces")
@@ -42,27 +45,45 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     specs = [s if s.fps else replace(s, fps=settings.capture_fps) for s in specs]
     redis = connect(settings.redis_url)
     faces = StreamProducer(redis, FACES, settings.faces_maxlen)
-    tasks = [SourceRunner(spec, tracker(settings, i), faces).run(stop) for i, spec in enumerate(specs)]
+    jobs: list[tuple[str, Coroutine[Any, Any, Any]]] = [
+        (spec.name, SourceRunner(spec, tracker(settings, i), faces).run(stop)) for i, spec in enumerate(specs)
+    ]
     if settings.capture_uploads:
         consumer = StreamConsumer(
             redis, FRAMES, "capture", upload_handler(FaceDetector(settings.detector_options()), faces),
             consumer=settings.consumer_name or None, settings=settings.stream, message_type=messages_pb2.Frame,
         )  # fmt: skip
-        tasks.append(consumer.run(stop))
-    if not tasks:
-        raise typer.BadParameter("nothing to capture: set EMOTUNE_CAPTURE_SOURCES or EMOTUNE_CAPTURE_UPLOADS=true")
+        jobs.append(("uploads", _essential("uploads", consumer.run(stop), stop)))
+    if settings.capture_sessions:
+        watcher = SessionWatcher(redis, settings, faces, lambda i: tracker(settings, len(specs) + i))
+        jobs.append(("sessions", _essential("sessions", watcher.run(stop), stop)))
+    if not jobs:
+        raise typer.BadParameter(
+            "nothing to capture: set EMOTUNE_CAPTURE_SOURCES, "
+            "or EMOTUNE_CAPTURE_UPLOADS=true or EMOTUNE_CAPTURE_SESSIONS=true"
+        )
 
     async def ready() -> bool:
         return bool(await redis.ping())
 
     ops = asyncio.create_task(serve_ops(settings.metrics_port, ready, stop))
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    failed = [spec.name for spec, result in zip(specs, results, strict=False) if isinstance(result, Exception)]
+    results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
+    failed = [name for (name, _), result in zip(jobs, results, strict=True) if isinstance(result, Exception)]
     stop.set()
     await ops
     await redis.aclose()
     if failed:  # each was logged when it failed; a supervisor should see the service fail too
-        raise SystemExit(f"sources failed: {', '.join(failed)}")
+        raise SystemExit(f"failed: {', '.join(failed)}")
+
+
+async def _essential(name: str, job: Coroutine[Any, Any, Any], stop: asyncio.Event) -> None:
+    """Uploads and sessions are the service: when one fails, the whole service stops (and is restarted)."""
+    try:
+        await job
+    except Exception:
+        log.exception("component_failed", component=name)
+        stop.set()
+        raise
 
 
 @app.command()

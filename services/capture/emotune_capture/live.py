@@ -17,10 +17,11 @@ import numpy as np
 
 from emotune_capture import metrics
 from emotune_capture.crops import Detects, face_crops
-from emotune_capture.sources import Pacer, SourceSpec, native_fps, open_frames
+from emotune_capture.sources import Pacer, native_fps, open_frames
 from emotune_common.ids import now_us
 from emotune_common.logs import get_logger
 from emotune_common.producer import StreamProducer
+from emotune_common.sources import SourceSpec
 
 log = get_logger("emotune.capture")
 

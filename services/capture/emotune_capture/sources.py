@@ -1,89 +1,23 @@
-"""Frame sources: a webcam, a video file, an RTSP/HTTP stream or a folder of images.
+"""Opening and reading frame sources: a webcam, a video file, an RTSP/HTTP stream or a folder of images.
 
-A source is described by a URI-like string, so that one setting can list several:
-
-    webcam:0                      the first camera
-    video:/path/clip.mp4?loop=1   a file (looping when loop=1), paced at its own frame rate
-    rtsp://host/stream            an RTSP or HTTP(S) stream, as OpenCV opens it
-    images:/path/folder           the images of a folder, in name order
-
-Every source takes ``fps`` (a cap), ``session`` and ``user`` as query parameters, e.g.
-``video:clip.mp4?fps=10&session=s1&user=alice``; files and folders also ``loop=1``,
-``realtime=0`` (read as fast as detection goes) and ``every_frame=1`` (detect every frame rather
-than the newest one, for offline processing and tests). Uploaded frames come through the emotune:frames
-stream instead (see uploads.py).
+What a source string means (``webcam:0``, ``video:clip.mp4?loop=1&fps=10``, ``images:DIR``,
+``rtsp://...``) is parsed by :mod:`emotune_common.sources`, so that the gateway can check a source
+without OpenCV; this module opens them. Uploaded frames come through the emotune:frames stream
+instead (see uploads.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
 
+from emotune_common.sources import SourceError, SourceSpec
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
-
-class SourceError(ValueError):
-    """A source that cannot be parsed or opened; the text says which and why."""
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    kind: str  # webcam | video | stream | images
-    target: str
-    fps: float = 0.0  # 0: no cap
-    loop: bool = False
-    realtime: bool = True  # pace files at their own frame rate
-    every_frame: bool = False  # wait for detection instead of dropping frames (files and folders only)
-    session: str = ""
-    user: str = ""
-    raw: str = field(default="", compare=False)
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}:{Path(self.target).name if self.kind in ('video', 'images') else self.target}"
-
-
-def parse_source(text: str, default_session: str = "", default_user: str = "") -> SourceSpec:
-    text = text.strip()
-    if not text:
-        raise SourceError("empty source")
-    parts = urlsplit(text)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    scheme = parts.scheme.lower()
-    if scheme in ("rtsp", "rtsps", "http", "https"):
-        kind, target = "stream", text.split("?", 1)[0] if scheme in ("rtsp", "rtsps") else text
-        if scheme in ("http", "https"):
-            target = parts._replace(query="").geturl()
-    elif scheme in ("webcam", "video", "images"):
-        kind = scheme
-        target = text.split(":", 1)[1].split("?", 1)[0]
-    else:
-        raise SourceError(f"unknown source {text!r}: use webcam:N, video:PATH, images:DIR, rtsp://... or http://...")
-    try:
-        fps = float(query.get("fps", 0))
-    except ValueError:
-        raise SourceError(f"{text!r}: fps must be a number") from None
-    if fps < 0:
-        raise SourceError(f"{text!r}: fps must be >= 0")
-    if kind == "webcam" and not target.isdigit():
-        raise SourceError(f"{text!r}: a webcam is an index, e.g. webcam:0")
-    return SourceSpec(
-        kind=kind,
-        target=target,
-        fps=fps,
-        loop=query.get("loop", "0") in ("1", "true", "yes"),
-        realtime=query.get("realtime", "1") in ("1", "true", "yes"),
-        every_frame=query.get("every_frame", "0") in ("1", "true", "yes") and kind in ("video", "images"),
-        session=query.get("session", default_session),
-        user=query.get("user", default_user),
-        raw=text,
-    )
 
 
 def open_frames(spec: SourceSpec) -> Iterator[np.ndarray]:

@@ -1,0 +1,314 @@
+"""Sessions whose source the capture service opens: the registry, leases and status.
+
+The gateway puts every session with a camera, video or stream source in the registry
+(:data:`~emotune_common.keys.CAPTURE_SESSIONS`: session id -> JSON ``{"user_id", "source"}``) and
+takes it out when the session stops. Every capture instance runs a :class:`SessionWatcher`, which
+each ``capture_poll_s``:
+
+- reads the registry; a session not run here is taken with a lease, ``SET capture_lease(sid) <owner>
+  NX PX <capture_lease_ms>``, and its source run with a :class:`~emotune_capture.live.SourceRunner`
+  (at most ``capture_max_sessions`` an instance);
+- renews the leases it holds, only while they are still its own (compare and PEXPIRE in one script);
+- stops a runner when its entry leaves the registry (or changes), or its lease is lost or could not be
+  renewed for a whole lease (Redis away: another instance may have it by now).
+
+A dead instance's leases expire, and another instance takes its sessions over. On SIGTERM an
+instance stops its runners and hands its leases back, so that another one takes over at once.
+
+The session's record (``session_key(user, sid)``, written by the gateway) gets ``capture_state``
+(running | failed | ended), ``capture_detail`` (the error, or the counts) and ``capture_owner``;
+only a record that exists is written, so that a deleted user's session is not brought back. A
+source that fails (it cannot be opened, or a camera or stream stops) is ``failed``: its lease is
+handed back and its entry left in the registry, where another instance (with that camera, say) may
+take it; this instance tries it again only after ``capture_retry_s``. A file or folder read to its
+end is ``ended``, and its entry leaves the registry, so that no instance plays it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import redis.asyncio as aioredis
+
+from emotune_capture.crops import Detects
+from emotune_capture.live import Counts, SourceRunner
+from emotune_capture.settings import CaptureSettings
+from emotune_common.consumer import default_consumer_name
+from emotune_common.keys import CAPTURE_SESSIONS, capture_lease, session_key
+from emotune_common.logs import get_logger
+from emotune_common.producer import StreamProducer
+from emotune_common.redis_client import TRANSIENT_ERRORS
+from emotune_common.sources import SourceError, SourceSpec, parse_source
+
+log = get_logger("emotune.capture.sessions")
+
+RUNNING, FAILED, ENDED = "running", "failed", "ended"
+
+# Sets the status fields (ARGV from 1: state, detail, owner; an empty state is left as it is) of the
+# session record KEYS[1], only when the record exists.
+_STATUS = """
+local function status(key, state, detail, owner)
+  if redis.call('EXISTS', key) == 0 then return end
+  if state ~= '' then redis.call('HSET', key, 'capture_state', state) end
+  redis.call('HSET', key, 'capture_detail', detail, 'capture_owner', owner)
+end
+"""
+
+# KEYS: lease, session record; ARGV: owner, lease ms, state, detail. Renews the lease and writes the
+# status when the lease is the owner's; returns 0 when it is not (lost).
+_RENEW = (
+    _STATUS
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+status(KEYS[2], ARGV[3], ARGV[4], ARGV[1])
+return 1
+"""
+)
+
+# KEYS: lease, session record, registry; ARGV: owner, state, detail, new owner field, session id,
+# registry entry to remove ('' keeps it). Only while the lease is the owner's: deletes the lease,
+# writes the status, and removes the registry entry if it is still the one that was run.
+_RELEASE = (
+    _STATUS
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+status(KEYS[2], ARGV[2], ARGV[3], ARGV[4])
+if ARGV[6] ~= '' and redis.call('HGET', KEYS[3], ARGV[5]) == ARGV[6] then
+  redis.call('HDEL', KEYS[3], ARGV[5])
+end
+return 1
+"""
+)
+
+# KEYS: session record; ARGV: state, detail, owner. For a source that is wrong before any lease.
+_SET_STATUS = _STATUS + "\nstatus(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\nreturn 1\n"
+
+
+def describe(counts: Counts) -> str:
+    return (
+        f"{counts.processed} frames processed ({counts.read} read, {counts.skipped} over the cap, "
+        f"{counts.dropped} dropped), {counts.faces} faces"
+    )
+
+
+@dataclass
+class _Running:
+    """A session this instance holds the lease of, and its runner."""
+
+    session_id: str
+    user_id: str
+    entry: bytes  # the registry entry as it was read: a changed entry is a new session
+    spec: SourceSpec
+    runner: SourceRunner
+    stop: asyncio.Event
+    task: asyncio.Task
+    renewed_at: float
+
+    @property
+    def record(self) -> str:
+        return session_key(self.user_id, self.session_id)
+
+
+class SessionWatcher:
+    """Runs the registry's sessions that this instance wins the lease of (see the module's text)."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        settings: CaptureSettings,
+        faces: StreamProducer,
+        detectors: Callable[[int], Detects],
+        owner: str | None = None,
+    ) -> None:
+        """``detectors(i)`` makes the detector of the ``i``-th session started here; ``owner`` names this
+        instance in the leases (default: the consumer name, else host and pid)."""
+        if settings.capture_lease_ms <= 1000 * settings.capture_poll_s:
+            raise ValueError("capture_lease_ms must be longer than capture_poll_s, or leases lapse between renewals")
+        self.redis = redis
+        self.settings = settings
+        self.faces = faces
+        self.detectors = detectors
+        self.owner = owner or settings.consumer_name or default_consumer_name()
+        self.poll_s = settings.capture_poll_s
+        self.lease_ms = settings.capture_lease_ms
+        self.running: dict[str, _Running] = {}
+        self._skip: dict[str, tuple[bytes, float]] = {}  # session -> (entry, monotonic time to retry it)
+        self._started = 0
+        self._wake = asyncio.Event()
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._set_status = redis.register_script(_SET_STATUS)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch until ``stop`` is set, then stop the runners and hand the leases back.
+
+        Cancelled (or failing), it stops its runners but leaves the leases to expire, as a dead
+        instance would.
+        """
+        log.info("session_watcher_start", owner=self.owner, poll_s=self.poll_s, lease_ms=self.lease_ms)
+        relay = asyncio.create_task(self._relay(stop))
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    await self.poll()
+                except TRANSIENT_ERRORS as e:
+                    log.warning("registry_unavailable", owner=self.owner, error=f"{type(e).__name__}: {e}")
+                await self._fence()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+        except BaseException:
+            await self._halt()
+            raise
+        finally:
+            relay.cancel()
+        await self._hand_back()
+        log.info("session_watcher_stop", owner=self.owner)
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    async def poll(self) -> None:
+        """One round: reap runners that ended, follow the registry, renew leases, take new sessions."""
+        entries: dict[str, bytes] = {k.decode(): v for k, v in (await self.redis.hgetall(CAPTURE_SESSIONS)).items()}
+        for run in list(self.running.values()):
+            if run.task.done():
+                await self._ended(run)
+            elif entries.get(run.session_id) != run.entry:
+                await self._stop(run)
+                await self._hand(run, ENDED, f"stopped: {describe(run.runner.counts)}", owner=self.owner)
+                log.info("session_stopped", session=run.session_id, user=run.user_id, owner=self.owner)
+        for run in list(self.running.values()):
+            renewed = await self._renew(
+                keys=[capture_lease(run.session_id), run.record],
+                args=[self.owner, self.lease_ms, RUNNING, describe(run.runner.counts)],
+            )
+            if renewed:
+                run.renewed_at = time.monotonic()
+            else:
+                log.warning("lease_lost", session=run.session_id, user=run.user_id, owner=self.owner)
+                await self._stop(run)
+        now = time.monotonic()
+        self._skip = {s: (e, t) for s, (e, t) in self._skip.items() if entries.get(s) == e and t > now}
+        for session_id, entry in entries.items():
+            if len(self.running) >= self.settings.capture_max_sessions:
+                break
+            if session_id not in self.running and session_id not in self._skip:
+                await self._take(session_id, entry)
+
+    # -- starting -------------------------------------------------------------------------------------
+
+    async def _take(self, session_id: str, entry: bytes) -> None:
+        try:
+            user_id, spec = self._spec(session_id, entry)
+        except SourceError as e:  # the same for every instance: say so, and do not try again for a while
+            self._skip[session_id] = (entry, time.monotonic() + self.settings.capture_retry_s)
+            log.warning("session_source_invalid", session=session_id, error=str(e))
+            if user_id := _user_of(entry):
+                await self._set_status(keys=[session_key(user_id, session_id)], args=[FAILED, str(e), ""])
+            return
+        lease = capture_lease(session_id)
+        if not await self.redis.set(lease, self.owner, nx=True, px=self.lease_ms):
+            return  # another instance runs it
+        self._started += 1
+        stop = asyncio.Event()
+        runner = SourceRunner(spec, self.detectors(self._started - 1), self.faces)
+        task = asyncio.create_task(runner.run(stop), name=f"session-{session_id}")
+        task.add_done_callback(lambda _: self._wake.set())  # report an end or a failure at once
+        run = _Running(session_id, user_id, entry, spec, runner, stop, task, time.monotonic())
+        self.running[session_id] = run
+        await self._renew(keys=[lease, run.record], args=[self.owner, self.lease_ms, RUNNING, "starting"])
+        log.info("session_taken", session=session_id, user=user_id, source=spec.name, owner=self.owner)
+
+    def _spec(self, session_id: str, entry: bytes) -> tuple[str, SourceSpec]:
+        """The user and source of a registry entry; the entry names the session and user, not the source."""
+        try:
+            value = json.loads(entry)
+            user_id, source = value["user_id"], value["source"]
+        except (ValueError, TypeError, KeyError):
+            raise SourceError(f"malformed registry entry {entry[:200]!r}") from None
+        if not (isinstance(user_id, str) and user_id and isinstance(source, str)):
+            raise SourceError(f"malformed registry entry {entry[:200]!r}")
+        spec = parse_source(source)
+        return user_id, replace(spec, session=session_id, user=user_id, fps=spec.fps or self.settings.capture_fps)
+
+    # -- ending -------------------------------------------------------------------------------------
+
+    async def _ended(self, run: _Running) -> None:
+        """A runner that returned by itself: a file read to its end, or a source that failed."""
+        del self.running[run.session_id]
+        error = asyncio.CancelledError("cancelled") if run.task.cancelled() else run.task.exception()
+        if error is None and run.spec.finite:
+            log.info("session_ended", session=run.session_id, user=run.user_id, **vars(run.runner.counts))
+            await self._hand(run, ENDED, describe(run.runner.counts), owner=self.owner, remove=True)
+            return
+        if isinstance(error, SourceError):
+            detail = str(error)
+        elif error is not None:
+            detail = f"{type(error).__name__}: {error}"
+        else:  # a camera or a stream does not end by itself
+            detail = f"{run.spec.name} stopped giving frames after {describe(run.runner.counts)}"
+        log.warning("session_failed", session=run.session_id, user=run.user_id, error=detail)
+        self._skip[run.session_id] = (run.entry, time.monotonic() + self.settings.capture_retry_s)
+        await self._hand(run, FAILED, detail, owner=self.owner)
+
+    async def _stop(self, run: _Running) -> None:
+        """Stop a runner and forget it (its lease and status are the caller's)."""
+        self.running.pop(run.session_id, None)
+        run.stop.set()
+        with contextlib.suppress(Exception):  # it failed while stopping: nothing more to do with it
+            await run.task
+
+    async def _hand(self, run: _Running, state: str, detail: str, owner: str, remove: bool = False) -> bool:
+        """Give the lease back with a last status (only while it is still ours)."""
+        return bool(
+            await self._release(
+                keys=[capture_lease(run.session_id), run.record, CAPTURE_SESSIONS],
+                args=[self.owner, state, detail, owner, run.session_id, run.entry if remove else b""],
+            )
+        )
+
+    async def _fence(self) -> None:
+        """Stop the runners whose lease could not be renewed for a whole lease: it may be another's now."""
+        stale = time.monotonic() - self.lease_ms / 1000
+        for run in list(self.running.values()):
+            if run.renewed_at < stale and not run.task.done():
+                log.warning("lease_not_renewed", session=run.session_id, user=run.user_id, owner=self.owner)
+                await self._stop(run)
+
+    async def _halt(self) -> None:
+        """Stop every runner without a word to Redis (cancelled, or Redis failed us)."""
+        runs = list(self.running.values())
+        self.running.clear()
+        for run in runs:
+            run.stop.set()
+        await asyncio.gather(*(run.task for run in runs), return_exceptions=True)
+
+    async def _hand_back(self) -> None:
+        """Shutting down: stop the runners and give their leases back, so another instance takes over now."""
+        runs = list(self.running.values())
+        await self._halt()
+        for run in runs:
+            try:
+                await self._hand(run, "", f"handed back by {self.owner} (shutting down)", owner="")
+            except TRANSIENT_ERRORS as e:  # the lease expires by itself
+                log.warning("lease_not_released", session=run.session_id, error=f"{type(e).__name__}: {e}")
+
+
+def _user_of(entry: bytes) -> str:
+    """The user id of a registry entry, or "" if it has none."""
+    try:
+        user_id = json.loads(entry).get("user_id")
+    except (ValueError, AttributeError):
+        return ""
+    return user_id if isinstance(user_id, str) else ""
