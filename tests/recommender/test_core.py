@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
+from emotune.v1 import messages_pb2
+from emotune_common.ids import make_header
 from emotune_recommender.core import BadRequest, RecommenderCore, UnknownArtist, user_key
 from emotune_recommender.data import load_music
 from emotune_recommender.model import Hyper, Recommender
 from emotune_recommender.tracks import SpotifyConfig, TrackLookup
-
-from emotune.v1 import messages_pb2
-from emotune_common.ids import make_header
 
 from ..conftest import DATA_DIR
 from ..fakes.spotify import FakeSpotify

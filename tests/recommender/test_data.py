@@ -6,6 +6,7 @@ import gzip
 
 import numpy as np
 import pytest
+
 from emotune_recommender.data import DataError, confidence, load_music, normalise_name, split_per_user
 
 from ..conftest import DATA_DIR

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
 from emotune_recommender.baselines import item_knn_scores, popularity_scores
 from emotune_recommender.data import load_music, split_per_user
 from emotune_recommender.evaluate import cold_start_auc, evaluate_scorer, lightfm_scorer

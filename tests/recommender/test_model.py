@@ -6,11 +6,11 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+
+from emotune_common.labels import EMOTIONS
 from emotune_recommender.data import load_music, split_per_user
 from emotune_recommender.model import Recommender
 from emotune_recommender.mood import distance, targets
-
-from emotune_common.labels import EMOTIONS
 
 from ..conftest import DATA_DIR
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from emotune_recommender.data import load_music
 from emotune_recommender.features import build_inputs, item_tokens
 from emotune_recommender.mood import EMOTION_POINTS, UPLIFT_GOAL, artist_points, fit, quadrant, targets

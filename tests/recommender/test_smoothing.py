@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from emotune_recommender.smoothing import MoodState, Smoothing
 
 from emotune_common.labels import EMOTIONS
+from emotune_recommender.smoothing import MoodState, Smoothing
 
 
 def one_hot(label: str, strength: float = 0.9) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from emotune_recommender.data import load_music
 from emotune_recommender.model import Hyper, Recommender
 from emotune_recommender.store import load_latest, save, versions

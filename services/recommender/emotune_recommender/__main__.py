@@ -58,7 +58,8 @@ async def _serve(settings: RecommenderSettings, stop: asyncio.Event) -> None:
                            settings.mood_weight, settings.default_policy, settings.skip_memory_s,
                            settings.feedback_epochs)  # fmt: skip
     out = StreamProducer(redis, RECOMMENDATIONS, settings.recommendations_maxlen)
-    moods = SessionMoods(Smoothing(settings.mood_time_constant_s, settings.mood_margin, settings.mood_hold))
+    moods = SessionMoods(Smoothing(settings.mood_time_constant_s, settings.mood_margin, settings.mood_hold), redis,
+                         settings.session_ttl_s, settings.session_history)  # fmt: skip
     consumers = [
         StreamConsumer(redis, EMOTIONS, GROUP, emotions_handler(core, moods, out, settings.default_k),
                        consumer=settings.consumer_name or None, settings=settings.stream,

@@ -3,8 +3,8 @@
 Users: ``lastfm:<id>`` is a listener of the Last.fm data, known to the model. Anyone else is new:
 their taste comes from popularity, the genres they pick and the artists they like, until a retrain
 (``python -m emotune_recommender train``) takes their feedback into the model. What a user did is
-kept in Redis under ``emotune:user:<id>:*`` (liked, disliked, skipped, genres), so deleting a user
-deletes those keys.
+kept in Redis under ``emotune:user:<id>:*`` (liked, disliked, skipped, genres: emotune_common.keys), so
+deleting a user deletes those keys.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from emotune.v1 import messages_pb2
 from emotune_common.ids import make_header
+from emotune_common.keys import user_key
 from emotune_common.labels import EMOTIONS
 from emotune_recommender.model import Recommender
 from emotune_recommender.tracks import TrackLookup
@@ -46,10 +47,6 @@ def policy_name(value: int, default: str) -> str:
     if value not in (messages_pb2.MATCH, messages_pb2.UPLIFT):
         raise BadRequest("policy must be MATCH or UPLIFT")
     return POLICIES[value - 1]
-
-
-def user_key(user_id: str, what: str) -> str:
-    return f"emotune:user:{user_id}:{what}"
 
 
 class RecommenderCore:

@@ -23,6 +23,9 @@ class RecommenderSettings(ServiceSettings):
     mood_time_constant_s: float = Field(2.0, gt=0)
     mood_margin: float = Field(0.1, ge=0, le=1)
     mood_hold: int = Field(3, ge=1)
+    session_ttl_s: int = Field(86400, ge=1, description="A session's mood and timeline in Redis expire after this "
+                               "long without events; sessions idle this long leave memory")  # fmt: skip
+    session_history: int = Field(600, ge=1, description="Points of a session's mood timeline kept in Redis")
     skip_memory_s: int = Field(3600, ge=0, description="How long a skipped artist stays out of a user's lists")
     feedback_epochs: int = Field(5, ge=1)
     recommendations_maxlen: int = Field(10_000, ge=1)
