@@ -150,3 +150,16 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = connect(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def recommender_models(tmp_path_factory) -> Path:
+    """A recommender model trained once for the session (``python -m emotune_recommender train``)."""
+    import sys
+
+    models = tmp_path_factory.mktemp("recommender-models")
+    env = {**os.environ, "EMOTUNE_RECOMMENDER_MODEL_DIR": str(models), "EMOTUNE_LOG_LEVEL": "WARNING"}
+    trained = subprocess.run([sys.executable, "-m", "emotune_recommender", "train"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    return models

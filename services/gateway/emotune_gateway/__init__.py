@@ -1,0 +1,1 @@
+"""emotune gateway: REST under /v1, WebSocket and SSE subscriptions, the web page, Spotify."""

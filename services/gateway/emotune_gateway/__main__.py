@@ -1,0 +1,105 @@
+"""The gateway, and the admin commands for users and keys.
+
+python -m emotune_gateway serve                 # the API and the web page on EMOTUNE_GATEWAY_PORT (8000)
+python -m emotune_gateway users create alice    # a user, and their first API key (shown once)
+python -m emotune_gateway keys create alice     # another key
+python -m emotune_gateway keys revoke KEY
+python -m emotune_gateway users delete alice    # everything about alice, account and keys included
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+import uvicorn
+
+from emotune_common.logs import configure_logging
+from emotune_common.redis_client import connect
+from emotune_gateway import accounts
+from emotune_gateway.privacy import delete_user_data
+from emotune_gateway.settings import GatewaySettings
+
+app = typer.Typer(add_completion=False, help="emotune gateway: REST, subscriptions, web page, Spotify")
+users = typer.Typer(help="Users (accounts)")
+keys = typer.Typer(help="API keys")
+app.add_typer(users, name="users")
+app.add_typer(keys, name="keys")
+T = TypeVar("T")
+
+
+def _with_redis(action: Callable[..., Awaitable[T]], *args) -> T:
+    async def go() -> T:
+        redis = connect(GatewaySettings().redis_url)
+        try:
+            return await action(redis, *args)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(go())
+    except accounts.AccountError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve() -> None:
+    """Run the gateway with the settings of the environment."""
+    settings = GatewaySettings()
+    configure_logging(settings.log_level, settings.log_json, service="gateway")
+    from emotune_gateway.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
+                log_level=settings.log_level.lower(), access_log=False, ws_ping_interval=20)  # fmt: skip
+
+
+@users.command("create")
+def users_create(
+    user_id: str,
+    name: str = typer.Option("", help="Display name"),
+    exist_ok: bool = typer.Option(False, help="Only a new key when the user exists"),
+) -> None:
+    """Create a user and print their first API key (it is not stored: keep it)."""
+
+    async def go(redis) -> str:
+        try:
+            await accounts.create_user(redis, user_id, name)
+        except accounts.AccountError:
+            if not (exist_ok and await accounts.user_exists(redis, user_id)):
+                raise
+        return await accounts.create_key(redis, user_id)
+
+    typer.echo(_with_redis(go))
+
+
+@users.command("list")
+def users_list() -> None:
+    """The user ids, one a line."""
+    for user_id in _with_redis(accounts.list_users):
+        typer.echo(user_id)
+
+
+@users.command("delete")
+def users_delete(user_id: str) -> None:
+    """Delete everything about a user, their account and keys included."""
+    deleted = _with_redis(delete_user_data, user_id, True)
+    typer.echo(f"deleted {deleted.keys} keys and {deleted.stream_entries} stream entries of {user_id}")
+
+
+@keys.command("create")
+def keys_create(user_id: str) -> None:
+    """A new API key for an existing user (printed once)."""
+    typer.echo(_with_redis(accounts.create_key, user_id))
+
+
+@keys.command("revoke")
+def keys_revoke(api_key: str) -> None:
+    """Revoke an API key."""
+    typer.echo(f"revoked a key of {_with_redis(accounts.revoke_key, api_key)}")
+
+
+if __name__ == "__main__":
+    app()

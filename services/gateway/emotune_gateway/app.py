@@ -1,0 +1,89 @@
+"""The gateway's FastAPI app: the clients it holds, its routers, the web page, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+
+import grpc
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import make_asgi_app
+
+from emotune.v1 import recommender_pb2_grpc
+from emotune_common.producer import StreamProducer
+from emotune_common.redis_client import connect
+from emotune_common.streams import FEEDBACK, FRAMES
+from emotune_gateway.deps import Clients, make_limiter, parse_limit
+from emotune_gateway.hub import Hub
+from emotune_gateway.routers import events, listening, sessions, spotify, users
+from emotune_gateway.settings import GatewaySettings
+from emotune_gateway.spotify import Spotify
+
+STATIC = files("emotune_gateway") / "static"
+DESCRIPTION = """Live mood and music. Every route but `/healthz`, `/readyz` and `/metrics` needs an API key
+(`Authorization: Bearer <key>` or `X-API-Key`; keys come from `python -m emotune_gateway keys create <user>`),
+and a user reaches only their own data (403 otherwise)."""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: GatewaySettings = app.state.settings
+    redis = connect(settings.redis_url)
+    channel = grpc.aio.insecure_channel(settings.recommender_addr)
+    hub = Hub(redis, block_ms=settings.stream.block_ms)
+    stop = asyncio.Event()
+    app.state.clients = Clients(
+        settings=settings, redis=redis, channel=channel,
+        recommender=recommender_pb2_grpc.RecommenderStub(channel), hub=hub, spotify=Spotify(settings, redis),
+        frames=StreamProducer(redis, FRAMES, settings.frames_maxlen),
+        feedback=StreamProducer(redis, FEEDBACK, settings.feedback_maxlen),
+        limiter=make_limiter(), limit=parse_limit(settings.rate_limit),
+        frame_limit=parse_limit(settings.frame_rate_limit),
+    )  # fmt: skip
+    reader = asyncio.create_task(hub.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await reader
+        await channel.close()
+        await redis.aclose()
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    app = FastAPI(title="emotune", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings or GatewaySettings()
+    if app.state.settings.origins():
+        app.add_middleware(
+            CORSMiddleware, allow_origins=app.state.settings.origins(), allow_methods=["*"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+        )  # fmt: skip
+    for module in (users, sessions, listening, events, spotify):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"], summary="The process runs")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Redis answers and the event reader runs",
+             responses={503: {"description": "Not ready"}})  # fmt: skip
+    async def readyz() -> JSONResponse:
+        clients: Clients = app.state.clients
+        try:
+            ok = bool(await clients.redis.ping()) and clients.hub.started.is_set()
+        except Exception as e:  # not ready, never a crash
+            return JSONResponse({"status": "unavailable", "error": str(e)}, status_code=503)
+        return JSONResponse({"status": "ready" if ok else "unavailable"}, status_code=200 if ok else 503)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    app.mount("/metrics", make_asgi_app())
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app

@@ -1,0 +1,81 @@
+"""Messages as the JSON the API and the subscriptions send (one shape for both)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emotune.v1 import messages_pb2
+from emotune_common.labels import EMOTIONS
+
+
+def label(value: int) -> str | None:
+    """The lower-case name of an Emotion enum value (None when unspecified)."""
+    return EMOTIONS[value - 1] if 1 <= value <= len(EMOTIONS) else None
+
+
+def by_label(values) -> dict[str, float]:
+    return {name: round(float(v), 4) for name, v in zip(EMOTIONS, values, strict=False)}
+
+
+def embed_url(track_id: str) -> str:
+    return f"https://open.spotify.com/embed/track/{track_id}"
+
+
+def emotion(event: messages_pb2.EmotionEvent) -> dict[str, Any]:
+    b = event.box
+    return {
+        "label": label(event.label),
+        "confidence": round(event.confidence, 4),
+        "probabilities": by_label(event.probabilities),
+        "captured_at_us": event.header.captured_at_us,
+        "frame_number": event.frame_number,
+        "box": {"x": b.x, "y": b.y, "width": b.width, "height": b.height},
+        "model_version": event.model_version,
+    }
+
+
+def mood(change: messages_pb2.MoodChange) -> dict[str, Any]:
+    return {
+        "mood": label(change.mood),
+        "previous_mood": label(change.previous_mood),
+        "confidence": round(change.confidence, 4),
+        "smoothed": by_label(change.smoothed),
+        "valence": round(change.valence, 3),
+        "arousal": round(change.arousal, 3),
+        "captured_at_us": change.header.captured_at_us,
+    }
+
+
+def track(t: messages_pb2.Track) -> dict[str, Any]:
+    return {
+        "spotify_id": t.spotify_id,
+        "name": t.name,
+        "spotify_url": t.spotify_url,
+        "embed_url": embed_url(t.spotify_id) if t.spotify_id else "",
+        "preview_url": t.preview_url,
+        "album_art_url": t.album_art_url,
+    }
+
+
+def recommendations(rs: messages_pb2.RecommendationSet) -> dict[str, Any]:
+    return {
+        "session_id": rs.header.session_id,
+        "mood": label(rs.mood),
+        "policy": messages_pb2.Policy.Name(rs.policy).lower() if rs.policy else None,
+        "model_version": rs.model_version,
+        "created_at_us": rs.header.created_at_us,
+        "items": [
+            {
+                "artist_id": r.artist_id,
+                "artist_name": r.artist_name,
+                "score": round(r.score, 4),
+                "taste_score": round(r.taste_score, 4),
+                "mood_fit": round(r.mood_fit, 4),
+                "reason": r.reason,
+                "genres": list(r.genres),
+                "spotify_url": r.spotify_url,
+                "tracks": [track(t) for t in r.tracks],
+            }
+            for r in rs.items
+        ],
+    }
