@@ -277,3 +277,19 @@ def test_openapi_documents_every_route(client):
                  "/v1/users/{user_id}/data", "/healthz"):  # fmt: skip
         assert path in paths, path
     assert {"HTTPBearer", "APIKeyHeader"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_feedback_is_followed_by_a_fresh_set_on_the_event_stream(client, users):
+    import json
+
+    alice = users("alice")
+    session = start(client, alice)
+    base = f"/v1/users/{alice.id}/sessions/{session['id']}"
+    first = client.get(f"{base}/recommendations", headers=alice.headers).json()["items"]
+    with client.websocket_connect(f"/v1/users/{alice.id}/events/ws?key={alice.key}&types=recommendations") as ws:
+        skipped = first[0]["artist_id"]
+        r = client.post(f"{base}/feedback", json={"action": "skip", "artist_id": skipped}, headers=alice.headers)
+        assert r.json()["applied"]
+        fresh = json.loads(ws.receive_text())
+    assert fresh["session_id"] == session["id"] and len(fresh["data"]["items"]) == 10
+    assert skipped not in {i["artist_id"] for i in fresh["data"]["items"]}

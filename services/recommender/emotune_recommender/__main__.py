@@ -69,7 +69,9 @@ async def _serve(settings: RecommenderSettings, stop: asyncio.Event) -> None:
                        message_type=messages_pb2.Feedback),
     ]  # fmt: skip
     server = grpc.aio.server()
-    recommender_pb2_grpc.add_RecommenderServicer_to_server(RecommenderService(core, settings.default_k), server)
+    recommender_pb2_grpc.add_RecommenderServicer_to_server(
+        RecommenderService(core, settings.default_k, moods, out), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_insecure_port(f"0.0.0.0:{settings.recommender_port}")

@@ -7,14 +7,22 @@ import time
 import grpc
 
 from emotune.v1 import messages_pb2, recommender_pb2, recommender_pb2_grpc
+from emotune_common.producer import StreamProducer
 from emotune_recommender import metrics
 from emotune_recommender.core import BadRequest, RecommenderCore, UnknownArtist
+from emotune_recommender.events import SessionMoods
 
 
 class RecommenderService(recommender_pb2_grpc.RecommenderServicer):
-    def __init__(self, core: RecommenderCore, default_k: int = 10) -> None:
+    """``moods`` and ``out`` given, applied feedback is followed by a fresh set for the session on
+    emotune:recommendations, as feedback that comes through the stream is."""
+
+    def __init__(self, core: RecommenderCore, default_k: int = 10, moods: SessionMoods | None = None,
+                 out: StreamProducer | None = None) -> None:  # fmt: skip
         self.core = core
         self.default_k = default_k
+        self.moods = moods
+        self.out = out
 
     async def Recommend(self, request: recommender_pb2.RecommendRequest, context) -> messages_pb2.RecommendationSet:
         started = time.perf_counter()
@@ -40,4 +48,9 @@ class RecommenderService(recommender_pb2_grpc.RecommenderServicer):
             code = grpc.StatusCode.NOT_FOUND if "no artist" in refused[0] else grpc.StatusCode.INVALID_ARGUMENT
             await context.abort(code, refused[0])
         metrics.FEEDBACK.labels(messages_pb2.FeedbackAction.Name(request.action)).inc()
+        if self.moods is not None and self.out is not None and request.header.session_id:
+            user, session = request.header.user_id, request.header.session_id
+            await self.moods.load([(user, session)])
+            fresh = await self.core.recommend(user, session, self.moods.mood_of(user, session), self.default_k, 0, [])
+            await self.out.publish(fresh)
         return recommender_pb2.FeedbackReply(applied=True)
