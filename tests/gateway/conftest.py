@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -29,24 +31,34 @@ class Stack:
     recommender_addr: str
 
 
+@contextlib.contextmanager
+def recommender_process(redis_url: str, models: Path, **env: str) -> Iterator[str]:
+    """A recommender serving ``models`` over ``redis_url``; yields its gRPC address."""
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "EMOTUNE_RECOMMENDER_PORT": str(port),
+           "EMOTUNE_RECOMMENDER_MODEL_DIR": str(models), "EMOTUNE_STREAM_BLOCK_MS": "50",
+           "EMOTUNE_LOG_LEVEL": "WARNING", **env}  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "emotune_recommender", "serve"], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, recommender_models) -> Iterator[Stack]:
     """A private Redis and a recommender serving the session's trained model."""
-    workdir = tmp_path_factory.mktemp("gateway")
-    store = RedisServer(free_port(), workdir, appendonly=False)
+    store = RedisServer(free_port(), tmp_path_factory.mktemp("gateway"), appendonly=False)
     store.start()
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": store.url, "EMOTUNE_RECOMMENDER_PORT": str(port),
-           "EMOTUNE_RECOMMENDER_MODEL_DIR": str(recommender_models), "EMOTUNE_STREAM_BLOCK_MS": "50",
-           "EMOTUNE_LOG_LEVEL": "WARNING"}  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "emotune_recommender", "serve"], env=env, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        grpc.channel_ready_future(channel).result(timeout=120)
-    yield Stack(store.url, f"127.0.0.1:{port}")
-    process.send_signal(signal.SIGTERM)
-    process.wait(30)
-    store.stop()
+    try:
+        with recommender_process(store.url, recommender_models) as address:
+            yield Stack(store.url, address)
+    finally:
+        store.stop()
 
 
 def settings_for(stack: Stack, **overrides) -> GatewaySettings:

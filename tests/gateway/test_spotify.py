@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qs, urlparse
 
-import grpc
 import pytest
 from fastapi.testclient import TestClient
 
@@ -36,9 +31,9 @@ from emotune_gateway.spotify import (
     state_key,
 )
 
-from ..conftest import ROOT, RedisServer, free_port
+from ..conftest import RedisServer, free_port
 from ..fakes.spotify import FakeSpotify
-from .conftest import Stack, User, new_user, settings_for
+from .conftest import Stack, User, new_user, recommender_process, settings_for
 
 
 def spotify_settings(fake: FakeSpotify, **overrides) -> dict:
@@ -287,20 +282,12 @@ def spotify_stack(tmp_path_factory, recommender_models) -> Iterator[tuple[Stack,
     with FakeSpotify(generate=True) as fake:
         store = RedisServer(free_port(), tmp_path_factory.mktemp("spotify-gateway"), appendonly=False)
         store.start()
-        port = free_port()
-        env = {**os.environ, "REDIS_URL": store.url, "EMOTUNE_RECOMMENDER_PORT": str(port),
-               "EMOTUNE_RECOMMENDER_MODEL_DIR": str(recommender_models), "EMOTUNE_LOG_LEVEL": "WARNING",
-               "SPOTIPY_CLIENT_ID": "id", "SPOTIPY_CLIENT_SECRET": "secret",
+        env = {"SPOTIPY_CLIENT_ID": "id", "SPOTIPY_CLIENT_SECRET": "secret",
                "EMOTUNE_SPOTIFY_API_URL": fake.api_url, "EMOTUNE_SPOTIFY_ACCOUNTS_URL": fake.accounts_url}  # fmt: skip
-        process = subprocess.Popen([sys.executable, "-m", "emotune_recommender", "serve"], env=env, cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                grpc.channel_ready_future(channel).result(timeout=120)
-            yield Stack(store.url, f"127.0.0.1:{port}"), fake
+            with recommender_process(store.url, recommender_models, **env) as address:
+                yield Stack(store.url, address), fake
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
             store.stop()
 
 

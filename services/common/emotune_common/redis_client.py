@@ -11,17 +11,21 @@ from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
 
 
-def connect(url: str, **kwargs) -> aioredis.Redis:
+def connect(url: str, max_connections: int = 200, **kwargs) -> aioredis.Redis:
     """An asyncio client for ``url`` that retries a failed command a few times over about a second.
 
     Longer outages surface as :data:`TRANSIENT_ERRORS`; the stream consumer backs off and carries on.
-    Responses are bytes (protobuf payloads are binary).
+    Responses are bytes (protobuf payloads are binary). Past ``max_connections`` commands wait for a
+    free connection (up to 10 s) instead of failing: a burst of requests queues rather than errs.
     """
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=10,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
         retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError],
         health_check_interval=10,
         socket_connect_timeout=2,
         **kwargs,
     )
+    return aioredis.Redis(connection_pool=pool)

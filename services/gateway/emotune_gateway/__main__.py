@@ -52,8 +52,17 @@ def serve() -> None:
     configure_logging(settings.log_level, settings.log_json, service="gateway")
     from emotune_gateway.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
-                log_level=settings.log_level.lower(), access_log=False, ws_ping_interval=20)  # fmt: skip
+    # Events are small: compressing each one for every subscriber cost 2-3x the CPU of sending it
+    # (bench/results/fanout.md), so WebSocket compression is off.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        ws_ping_interval=20,
+        ws_per_message_deflate=False,
+    )
 
 
 @users.command("create")

@@ -151,11 +151,12 @@ async def websocket(
     except ValueError as e:
         await ws.close(code=4422, reason=str(e)[:120])
         return
-    await ws.accept()
-    sub, missed = await open_subscription(clients, user_id, session, wanted, since)
-    receiver = asyncio.create_task(_drain(ws))  # notices the client leaving while no event comes
-    receiver.add_done_callback(lambda _: sub.close())
+    sub, missed = await open_subscription(clients, user_id, session, wanted, since)  # before accepting: once
+    receiver: asyncio.Task | None = None
     try:
+        await ws.accept()  # the client sees the socket open, every later event reaches it
+        receiver = asyncio.create_task(_drain(ws))  # notices the client leaving while no event comes
+        receiver.add_done_callback(lambda _: sub.close())
         for event in missed:
             await ws.send_text(sub.text(event))
             observe(event, "websocket")
@@ -171,9 +172,10 @@ async def websocket(
         pass  # the client went away
     finally:
         clients.hub.unsubscribe(sub)
-        receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await receiver
+        if receiver is not None:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receiver
 
 
 async def _drain(ws: WebSocket) -> None:
