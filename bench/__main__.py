@@ -1,6 +1,6 @@
 """Run the benchmarks and write bench/RESULTS.md (`make bench`).
 
-python -m bench [NAME ...]     # all by default; names: streams, modelserver, pipeline, recommender
+python -m bench [NAME ...]     # all by default; names: streams, modelserver, pipeline, recommender, fanout
 """
 
 from __future__ import annotations
@@ -12,9 +12,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import modelserver, pipeline, recommender, streams
+from bench import fanout, modelserver, pipeline, recommender, streams
 
-BENCHES = {"streams": streams, "modelserver": modelserver, "pipeline": pipeline, "recommender": recommender}
+BENCHES = {
+    "streams": streams,
+    "modelserver": modelserver,
+    "pipeline": pipeline,
+    "recommender": recommender,
+    "fanout": fanout,
+}
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 SECTIONS = HERE / "results"  # one file a benchmark, so running one keeps the others' latest figures
