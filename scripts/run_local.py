@@ -8,10 +8,13 @@ with its data written to .run/redis (AOF).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -53,6 +56,40 @@ def find_redis_server() -> str:
     raise SystemExit("no redis-server: install one (apt-get install redis-server) or set REDIS_URL")
 
 
+async def local_key(url: str, known: str) -> str:
+    """The API key of the local user ``local``: ``known`` while it is valid, else a new one (and the
+    user, on first use)."""
+    from emotune_common.redis_client import connect
+    from emotune_gateway import accounts
+
+    client = connect(url)
+    try:
+        if known and await accounts.user_of_key(client, known) == "local":
+            return known
+        if not await accounts.user_exists(client, "local"):
+            await accounts.create_user(client, "local", "You")
+        return await accounts.create_key(client, "local")
+    finally:
+        await client.aclose()
+
+
+def announce_page(url: str) -> None:
+    """Once Redis answers, print the web page's address with the local user's key (in the fragment,
+    which the browser keeps to itself)."""
+    deadline = time.monotonic() + 120
+    while not redis_answers(url):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
+    key_file = ROOT / ".run" / "local.key"  # kept across runs, so that a bookmarked address keeps working
+    key = asyncio.run(local_key(url, key_file.read_text().strip() if key_file.exists() else ""))
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    port = os.environ.get("EMOTUNE_GATEWAY_PORT", "8000")
+    print(f"\n  emotune: open http://127.0.0.1:{port}/#key={key}\n", flush=True)
+
+
 def main() -> int:
     url = os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     # the inference workers talk to the embedded model server
@@ -86,6 +123,8 @@ def main() -> int:
         print("nothing to start: Redis answers and the Procfile names no service", flush=True)
         return 0
     print(f"starting {', '.join(names)}; Ctrl-C stops everything", flush=True)
+    if "gateway" in names:
+        threading.Thread(target=announce_page, args=(url,), daemon=True).start()
     manager.loop()
     return manager.returncode or 0
 

@@ -66,3 +66,22 @@ def test_tensorflow_serving_reads_the_committed_model_config():
         assert (ROOT / "models" / flags[flag].removeprefix("/models/")).exists()
     assert flags["enable_batching"] == "true"
     assert service["image"].split(":")[1].startswith("2.21"), "TF Serving must match the project's TensorFlow"
+
+
+def test_the_embedded_run_and_compose_run_the_same_services():
+    from honcho.environ import parse_procfile
+
+    procfile = parse_procfile((ROOT / "Procfile").read_text()).processes
+    services = all_profiles_config()["services"]
+    assert set(procfile) <= set(services), f"in the Procfile only: {set(procfile) - set(services)}"
+    for name, command in procfile.items():
+        if "build" in services[name]:
+            module = command.split()[2]
+            assert dockerfile_cmd(ROOT / services[name]["build"]["dockerfile"])[2] == module, name
+
+
+def test_the_gateway_is_published_on_port_8000_and_waits_for_redis():
+    gateway = all_profiles_config()["services"]["gateway"]
+    assert any(str(p.get("published", p) if isinstance(p, dict) else p).startswith("8000") for p in gateway["ports"])
+    assert gateway["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert gateway["environment"]["EMOTUNE_RECOMMENDER_ADDR"] == "recommender:50052"
