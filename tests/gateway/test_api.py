@@ -293,3 +293,49 @@ def test_feedback_is_followed_by_a_fresh_set_on_the_event_stream(client, users):
         fresh = json.loads(ws.receive_text())
     assert fresh["session_id"] == session["id"] and len(fresh["data"]["items"]) == 10
     assert skipped not in {i["artist_id"] for i in fresh["data"]["items"]}
+
+
+def test_cors_follows_the_setting(stack):
+    from fastapi.testclient import TestClient
+
+    from emotune_gateway.app import create_app
+
+    from .conftest import settings_for
+
+    preflight = {"Origin": "https://music.example", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization"}  # fmt: skip
+    with TestClient(create_app(settings_for(stack, cors_origins="https://music.example"))) as client:
+        r = client.options("/v1/me", headers=preflight)
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://music.example"
+        r = client.options("/v1/me", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+    with TestClient(create_app(settings_for(stack))) as client:  # none by default
+        assert "access-control-allow-origin" not in client.options("/v1/me", headers=preflight).headers
+
+
+def test_admin_commands_create_revoke_and_delete(client, stack):
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    env = {**os.environ, "REDIS_URL": stack.redis_url}
+    user = f"cli-{uuid.uuid4().hex[:6]}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "emotune_gateway", *args], env=env, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+
+    first = cli("users", "create", user).stdout.strip()
+    assert first.startswith("et_") and client.get("/v1/me", headers={"X-API-Key": first}).json()["user_id"] == user
+    again = cli("users", "create", user)
+    assert again.returncode == 2 and "exists" in again.stderr
+    second = cli("keys", "create", user).stdout.strip()
+    assert cli("keys", "revoke", first).returncode == 0
+    assert client.get("/v1/me", headers={"X-API-Key": first}).status_code == 401
+    assert client.get("/v1/me", headers={"X-API-Key": second}).status_code == 200
+    assert user in cli("users", "list").stdout.split()
+    bad = cli("users", "create", "no spaces allowed")
+    assert bad.returncode == 2 and "bad user id" in bad.stderr
+    assert "deleted" in cli("users", "delete", user).stdout
+    assert client.get("/v1/me", headers={"X-API-Key": second}).status_code == 401

@@ -23,7 +23,6 @@ class GatewaySettings(ServiceSettings):
     rate_limit: str = Field("1200/minute", description="Requests per API key (or client address), limits syntax")
     frame_rate_limit: str = Field("20/second", description="Frame uploads per API key")
     subscriber_queue: int = Field(1_000, ge=1, description="Events held for a slow subscriber before it is cut off")
-    history_limit: int = Field(600, ge=1, description="Points of mood history kept per session")
     session_sources: str = Field("upload webcam video stream", description="Source kinds a session may use")
     media_dir: Path = Field(default_factory=lambda: default_data_dir() / "video",
                             description="The only folder video: and images: sessions may read")  # fmt: skip

@@ -136,21 +136,24 @@ async def websocket(
     """WebSocket: one JSON event per text message. Close 4401 without a valid key, 4403 for another
     user's events, 4422 for bad parameters, 1013 when the client was too slow (resume and carry on)."""
     clients: Clients = ws.app.state.clients
+
+    async def refuse(code: int, reason: str) -> None:
+        # accepted first: a close before the handshake reaches a browser as a bare 1006, reason lost
+        await ws.accept()
+        await ws.close(code=code, reason=reason[:120])
+
     try:
         caller = await authenticate(clients, _header_key(ws) or key)
     except HTTPException as e:
-        await ws.close(code=4000 + e.status_code, reason=str(e.detail)[:120])
-        return
+        return await refuse(4000 + e.status_code, str(e.detail))
     if caller != user_id:
-        await ws.close(code=4403, reason="a user reaches only their own data")
-        return
+        return await refuse(4403, "a user reaches only their own data")
     try:
         wanted, since = parse_types(types), parse_cursor(last_event_id)
         if session is not None and len(session) > 64:
             raise ValueError("session ids are at most 64 characters")
     except ValueError as e:
-        await ws.close(code=4422, reason=str(e)[:120])
-        return
+        return await refuse(4422, str(e))
     sub, missed = await open_subscription(clients, user_id, session, wanted, since)  # before accepting: once
     receiver: asyncio.Task | None = None
     try:

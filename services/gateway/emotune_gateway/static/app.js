@@ -50,6 +50,7 @@
     ws: null,
     wsOpened: false,
     wsFailures: 0,
+    resumeLost: false,
     reconnectTimer: null,
     backoff: 500,
     lastEventId: null,
@@ -73,9 +74,12 @@
   // ---------------------------------------------------------------- status line
 
   let statusTimer = null;
+  let statusTopic = null;
 
-  /** Show a message in the status line: errors stay until dismissed or replaced, others fade. */
-  function say(text, kind = "info") {
+  /** Show a message in the status line: errors stay until dismissed or replaced, others fade.
+   * ``topic`` names what an error is about, so that it can be cleared when that thing recovers. */
+  function say(text, kind = "info", topic = null) {
+    statusTopic = topic;
     const line = $("status");
     line.textContent = text;
     line.className = `status ${kind}`;
@@ -84,7 +88,12 @@
     clearTimeout(statusTimer);
     if (kind !== "error") statusTimer = setTimeout(() => { line.hidden = true; }, 5000);
   }
-  const fail = (text) => say(text, "error");
+  const fail = (text, topic = null) => say(text, "error", topic);
+
+  /** The error about ``topic`` is over: say so, if it is still on show. */
+  function recovered(topic, text) {
+    if (statusTopic === topic && !$("status").hidden) say(text, "ok");
+  }
 
   // ---------------------------------------------------------------- the API
 
@@ -223,6 +232,7 @@
     $("session-label").textContent = "";
     $("emotion-emoji").textContent = "\u{1F636}";
     $("emotion-label").textContent = "no face yet";
+    $("emotion-label").classList.add("placeholder");
     $("emotion-confidence").textContent = "";
     $("mood-label").textContent = "\u2013";
     $("mood-detail").textContent = "";
@@ -367,6 +377,7 @@
       await api("POST", sessionPath("/frames"), { body: blob, headers: { "Content-Type": "image/jpeg" } });
       state.framesSent++;
       $("frames-sent").textContent = String(state.framesSent);
+      recovered("frames", "Frames are getting through again.");
     } catch (e) {
       if (state.stream !== stream) return;
       if (e.status === 409 || e.status === 404) {
@@ -378,7 +389,7 @@
       pause = e.status === 429 ? 1000 : 2000;
       if (performance.now() - state.frameErrorShown > 5000) {
         state.frameErrorShown = performance.now();
-        fail(`A frame was not sent: ${e.message}`);
+        fail(`A frame was not sent: ${e.message}`, "frames");
       }
     }
     if (state.stream === stream) scheduleFrame(interval - (performance.now() - started) + pause);
@@ -417,6 +428,13 @@
       if (state.ws !== ws) return;
       state.wsOpened = true;
       setLive("live");
+      recovered("live", "Live updates are back.");
+      if (state.resumeLost) {
+        // events in the gap are lost: read the state they would have brought
+        state.resumeLost = false;
+        loadRecommendations();
+        loadMood(true);
+      }
     };
     ws.onmessage = (message) => {
       if (state.ws !== ws) return;
@@ -449,11 +467,16 @@
       state.backoff = Math.min(state.backoff * 2, 15_000);
       setLive(`reconnecting in ${Math.max(1, Math.round(delay / 1000))} s`);
       if (state.wsFailures >= 3) {
-        // a refused handshake reaches the browser as 1006 without its code: check the key and say so
+        // A refused handshake reaches the browser as 1006, without the gateway's code: check the key
+        // (a 401 signs out) and say so; after more, stop resuming from an event id it may refuse.
         api("GET", "/v1/me").then(
-          () => fail("Live updates: the connection keeps failing; retrying."),
+          () => fail("Live updates: the connection keeps failing; retrying.", "live"),
           () => {},
         );
+      }
+      if (state.wsFailures >= 6 && state.lastEventId) {
+        state.lastEventId = null;
+        state.resumeLost = true;
       }
       state.reconnectTimer = setTimeout(connectLive, delay);
     };
@@ -480,6 +503,7 @@
     const label = data.label || "neutral";
     $("emotion-emoji").textContent = EMOJI[label] || "\u{1F636}";
     $("emotion-label").textContent = label;
+    $("emotion-label").classList.remove("placeholder");
     $("emotion-confidence").textContent = percent(data.confidence);
     const t = data.captured_at_us ? data.captured_at_us / 1000 : Date.now();
     addPoint(t, vector(data.probabilities), true);
@@ -517,15 +541,16 @@
     $("mood-detail").textContent = `(${parts.join(", ")})`;
   }
 
-  async function loadMood(quiet404) {
+  async function loadMood(quiet) {
     if (!state.sid) return;
     state.moodFetchedAt = performance.now();
     const sid = state.sid;
     try {
       const mood = await api("GET", sessionPath("/mood"));
       if (sid === state.sid) showMood(mood);
+      recovered("mood", "The mood reads again.");
     } catch (e) {
-      if (e.status !== 404 && !quiet404) fail(`Could not read the mood: ${e.message}`);
+      if (e.status !== 404 && !quiet) fail(`Could not read the mood: ${e.message}`, "mood");
     }
   }
 
@@ -539,6 +564,7 @@
       if (last) {
         $("emotion-emoji").textContent = EMOJI[last.label] || "\u{1F636}";
         $("emotion-label").textContent = last.label;
+        $("emotion-label").classList.remove("placeholder");
         $("emotion-confidence").textContent = percent(last.confidence);
       }
     } catch (e) {
@@ -706,8 +732,9 @@
     try {
       const set = await api("GET", sessionPath(`/recommendations?${recParams()}`));
       if (seq === state.recsSeq && sid === state.sid) showRecommendations(set);
+      recovered("recs", "The playlist loads again.");
     } catch (e) {
-      if (seq === state.recsSeq && e.status !== 401) fail(`Could not load the playlist: ${e.message}`);
+      if (seq === state.recsSeq && e.status !== 401) fail(`Could not load the playlist: ${e.message}`, "recs");
     }
   }
 
@@ -725,7 +752,6 @@
   function showRecommendations(set) {
     const items = (set.items || []).filter((item) => !state.skipped.has(item.artist_id));
     state.recs = { ...set, items };
-    if (state.selected && !items.some((i) => i.artist_id === state.selected)) state.selected = null;
     if (!state.policy && set.policy) {
       const radio = document.querySelector(`input[name=policy][value="${set.policy}"]`);
       if (radio) radio.checked = true;
@@ -752,10 +778,17 @@
     }
     const player = $("player-toggle").checked;
     list.replaceChildren(...items.map((item, index) => renderRow(item, index, player)));
+    // the row being played stays on show when a fresh list leaves it out (played artists count as liked)
+    const chosen = state.selected;
+    const pinned = chosen && !items.some((i) => i.artist_id === chosen.artist_id) ? chosen : null;
+    $("pinned").replaceChildren(...(pinned ? [renderRow(pinned, null, player)] : []));
+    $("pinned-box").hidden = !pinned;
   }
 
+  /** One artist: name, genres, tracks, why; play, like, skip; the player when selected. ``index``
+   * is its place in the list (null: kept on show though no longer in it). */
   function renderRow(item, index, player) {
-    const selected = item.artist_id === state.selected;
+    const selected = state.selected !== null && item.artist_id === state.selected.artist_id;
     const liked = state.liked.has(item.artist_id);
     const tracks = item.tracks || [];
     const artistHref = spotifyHref(item.spotify_url);
@@ -768,9 +801,12 @@
         allow: "autoplay; clipboard-write; encrypted-media; picture-in-picture", height: 80,
       });
     }
-    return h("li", { className: `rec${selected ? " selected" : ""}`, "data-artist-id": item.artist_id },
+    return h("li", {
+      className: `rec${selected ? " selected" : ""}`, "data-artist-id": item.artist_id,
+      "data-genres": (item.genres || []).join("|"),
+    },
       h("div", { className: "rec-main" },
-        h("span", { className: "rank", "aria-hidden": "true" }, String(index + 1)),
+        h("span", { className: "rank", "aria-hidden": "true" }, index === null ? "\u266A" : String(index + 1)),
         h("div", { className: "rec-body" },
           h("div", { className: "artist-line" },
             artistHref
@@ -823,7 +859,7 @@
     const name = item.artist_name;
     state.skipped.add(item.artist_id);
     if (state.recs) state.recs.items = state.recs.items.filter((i) => i.artist_id !== item.artist_id);
-    if (state.selected === item.artist_id) state.selected = null;
+    if (state.selected && state.selected.artist_id === item.artist_id) state.selected = null;
     renderRecommendations();
     try {
       await sendFeedback("skip", { artist_id: item.artist_id, track_id: trackOf(item) });
@@ -850,7 +886,7 @@
   }
 
   async function play(item) {
-    state.selected = item.artist_id;
+    state.selected = item;
     const track = trackOf(item);
     if (track && !$("player-toggle").checked && !(state.spotify && state.spotify.connected)) {
       $("player-toggle").checked = true;
@@ -871,6 +907,8 @@
       }
     } else if (!track) {
       say(`No track of ${item.artist_name} on Spotify: open the artist's link.`);
+    } else if ($("player-toggle").checked) {
+      say(`Playing ${item.artist_name} in the player.`);
     }
   }
 
@@ -1029,7 +1067,7 @@
     });
     $("player-toggle").addEventListener("change", () => {
       if ($("player-toggle").checked && !state.selected && state.recs && state.recs.items.length) {
-        state.selected = state.recs.items[0].artist_id;
+        state.selected = state.recs.items[0];
       }
       renderRecommendations();
     });
@@ -1050,12 +1088,23 @@
     });
     setInterval(() => { if (state.series.length) requestDraw(); }, 1000); // the time axis moves on
 
-    const fragment = new URLSearchParams(location.hash.slice(1));
-    const fromUrl = fragment.get("key");
-    if (fromUrl) history.replaceState(null, "", location.pathname + location.search); // off the address bar
-    const key = fromUrl || storedKey();
+    const key = keyFromUrl() || storedKey();
     if (key) signIn(key);
     else showSignIn();
+    window.addEventListener("hashchange", () => {
+      const fresh = keyFromUrl(); // a #key=... link opened on a page already loaded
+      if (fresh && fresh !== state.key) {
+        if (state.key) signOut();
+        signIn(fresh);
+      }
+    });
+  }
+
+  /** The key of a #key=... link, taken off the address bar (it goes to local storage instead). */
+  function keyFromUrl() {
+    const key = new URLSearchParams(location.hash.slice(1)).get("key");
+    if (key) history.replaceState(null, "", location.pathname + location.search);
+    return key;
   }
 
   init();
