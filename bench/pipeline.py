@@ -36,6 +36,10 @@ VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 FER_PYTHON = ROOT / "bench" / ".venv-fer" / "bin" / "python"
 
 
+#: Capture reads only its fixed sources and so ends with them (no uploads, no API sessions).
+SOURCES_ONLY = {"EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_SESSIONS": "false"}
+
+
 def _spawn(args: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "EMOTUNE_LOG_LEVEL": "WARNING", **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -97,7 +101,7 @@ def _throughput(url: str, model: str, workers: int) -> dict:
     env = {"REDIS_URL": url, "MODEL_SERVER": model}
     pool = _workers(client, env, workers)
     capture = _spawn([sys.executable, "-m", "emotune_capture", "serve"],
-                     {**env, "EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_FPS": "0",
+                     {**env, **SOURCES_ONLY, "EMOTUNE_CAPTURE_FPS": "0",
                       "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&realtime=0"})  # fmt: skip
     try:
         capture.wait(300)
@@ -120,7 +124,7 @@ def _live(url: str, model: str, streams: int = 4, fps: float = 10, workers: int 
     pool = _workers(client, env, workers)
     sources = " ".join(f"video:{VIDEO}?fps={fps}&session=stream{i}" for i in range(streams))
     capture = _spawn([sys.executable, "-m", "emotune_capture", "serve"],
-                     {**env, "EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_SOURCES": sources,
+                     {**env, **SOURCES_ONLY, "EMOTUNE_CAPTURE_SOURCES": sources,
                       "EMOTUNE_METRICS_PORT": str(metrics_port := free_port())})  # fmt: skip
     try:
         _wait(lambda: _metric(metrics_port, "emotune_capture_frames_read_total") is not None, 60)

@@ -44,6 +44,7 @@ def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_se
     capture_env = {
         **common,
         "EMOTUNE_CAPTURE_UPLOADS": "false",
+        "EMOTUNE_CAPTURE_SESSIONS": "false",  # only the video: capture ends with it
         "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&session=s1&user=u1",
         "EMOTUNE_CAPTURE_FPS": "0",
         "EMOTUNE_DETECT_EVERY": "1",  # a full detection of every frame: the 204 faces the video's README counts
