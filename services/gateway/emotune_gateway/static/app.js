@@ -857,10 +857,15 @@
 
   async function skip(item) {
     const name = item.artist_name;
+    const playing = state.selected && state.selected.artist_id === item.artist_id;
     state.skipped.add(item.artist_id);
     if (state.recs) state.recs.items = state.recs.items.filter((i) => i.artist_id !== item.artist_id);
-    if (state.selected && state.selected.artist_id === item.artist_id) state.selected = null;
+    if (playing) state.selected = null;
     renderRecommendations();
+    if (playing && state.spotify && state.spotify.connected) {
+      // the artist playing on the listener's device: skip there too
+      api("POST", userPath("/spotify/next")).catch((e) => fail(`Spotify: ${e.message}`));
+    }
     try {
       await sendFeedback("skip", { artist_id: item.artist_id, track_id: trackOf(item) });
       say(`Skipped ${name}.`);
