@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -15,15 +16,40 @@ def compose_config(*args: str) -> str:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail("docker-compose is not installed (apt-get install docker-compose); .ci/run installs it")
-    done = subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), *args, "config"], cwd=ROOT,
+    env = {**os.environ, "REDIS_PASSWORD": "test-password"}  # compose refuses to run without one
+    done = subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), *args, "config"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-def test_compose_file_is_valid():
+def test_compose_file_is_valid_with_every_profile():
     config = yaml.safe_load(compose_config())
     assert "redis" in config["services"]
+    assert {"modelserver", "prometheus", "grafana"} <= set(all_profiles_config()["services"])
+
+
+def test_compose_refuses_to_start_without_a_redis_password():
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_PASSWORD"}
+    done = subprocess.run([shutil.which("docker-compose") or "docker-compose", "config"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode != 0 and "set REDIS_PASSWORD" in done.stderr
+
+
+def test_redis_needs_the_password_and_every_service_uses_it():
+    services = all_profiles_config()["services"]
+    command = services["redis"]["command"]
+    assert command[command.index("--requirepass") + 1] == "test-password"
+    for name, service in services.items():
+        if "build" in service and name != "modelserver":  # the model server keeps nothing in Redis
+            assert service["environment"]["REDIS_URL"] == "redis://:test-password@redis:6379/0", name
+
+
+def test_services_restart_and_wait_for_a_healthy_redis():
+    for name, service in all_profiles_config()["services"].items():
+        assert service.get("restart") == "unless-stopped", name
+        if "build" in service and name != "modelserver":
+            assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
 
 
 def test_redis_keeps_its_data_on_a_volume():
@@ -32,8 +58,11 @@ def test_redis_keeps_its_data_on_a_volume():
     assert "redis-data:/data:rw" in redis["volumes"]
 
 
+PROFILES = ("modelserver", "observability")
+
+
 def all_profiles_config() -> dict:
-    return yaml.safe_load(compose_config("--profile", "modelserver"))
+    return yaml.safe_load(compose_config(*(arg for p in PROFILES for arg in ("--profile", p))))
 
 
 def dockerfile_cmd(path) -> list[str]:
@@ -85,3 +114,14 @@ def test_the_gateway_is_published_on_port_8000_and_waits_for_redis():
     assert any(str(p.get("published", p) if isinstance(p, dict) else p).startswith("8000") for p in gateway["ports"])
     assert gateway["depends_on"]["redis"]["condition"] == "service_healthy"
     assert gateway["environment"]["EMOTUNE_RECOMMENDER_ADDR"] == "recommender:50052"
+
+
+def test_each_image_is_small_multi_stage_pinned_and_holds_only_its_own_service():
+    for dockerfile in sorted((ROOT / "services").glob("*/Dockerfile")):
+        service, text = dockerfile.parent.name, dockerfile.read_text()
+        stages = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+        assert stages == ["python:3.11-slim", "python:3.11-slim"], f"{service}: {stages}"
+        installs = [line for line in text.splitlines() if "pip install" in line]
+        assert len(installs) == 1 and "-c constraints.txt" in installs[0], f"{service}: unpinned install"
+        assert installs[0].split("constraints.txt", 1)[1].split() == ["./services/common", f"./services/{service}"]
+        assert "HEALTHCHECK" in text and "USER emotune" in text, service
