@@ -128,7 +128,7 @@ class Subscription:
     position: Cursor = field(default_factory=Cursor)
     overflowed: bool = False
     closed: bool = False
-    _skip: Cursor = field(default_factory=Cursor)  # entries up to here were replayed
+    replayed_to: Cursor = field(default_factory=Cursor)  # entries up to here were replayed
     _queue: asyncio.Queue[Event | None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -143,7 +143,7 @@ class Subscription:
 
     def offer(self, event: Event) -> None:
         """Called by the hub: never waits. A full queue cuts the subscriber off."""
-        if self.overflowed or not self.wants(event) or _id(event.entry_id) <= _id(self._skip.get(event.stream)):
+        if self.overflowed or not self.wants(event) or _id(event.entry_id) <= _id(self.replayed_to.get(event.stream)):
             return
         try:
             self._queue.put_nowait(event)
@@ -161,7 +161,7 @@ class Subscription:
             event = self._queue.get_nowait() if self.overflowed else await self._queue.get()
             if event is None:
                 raise Closed()
-            if _id(event.entry_id) > _id(self._skip.get(event.stream)):  # else the replay sent it already
+            if _id(event.entry_id) > _id(self.replayed_to.get(event.stream)):  # else the replay sent it already
                 return event
             if self.overflowed and self._queue.empty():
                 raise Overflow(str(self.position))
@@ -265,7 +265,7 @@ class Hub:
             event = to_event(stream, entry_id, message, cursor) if message is not None else None
             if event is not None and sub.wants(event):
                 events.append(event)
-        sub._skip = cursor
+        sub.replayed_to = cursor
         sub.position = sub.position.merged(since)
         return events
 
