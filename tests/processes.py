@@ -68,9 +68,11 @@ def start_model_server(workdir: Path, batching: str | None = None, poll_seconds:
     log = open(workdir / "modelserver.log", "w")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen([sys.executable, "-m", "emotune_modelserver"], env=env, stdout=log, stderr=log)
     server = ModelServer(port, metrics_port, base, process)
-    deadline = time.monotonic() + 60
-    with server.channel() as channel:
-        while True:
+    deadline = time.monotonic() + 120  # loading TensorFlow takes 15 s here, over 40 s beside another heavy job
+    while True:
+        # a fresh channel each try: one channel's reconnect backoff grows to tens of seconds while the
+        # server loads, and would see it up that much later (or past the deadline)
+        with server.channel() as channel:
             try:
                 grpc.channel_ready_future(channel).result(timeout=1)
                 break

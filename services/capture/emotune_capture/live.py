@@ -9,18 +9,21 @@ camera, and latency stays bounded: the system always works on the most recent pi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from emotune.v1 import messages_pb2
 from emotune_capture import metrics
 from emotune_capture.crops import Detects, face_crops
 from emotune_capture.sources import Pacer, native_fps, open_frames
 from emotune_common.ids import now_us
 from emotune_common.logs import get_logger
 from emotune_common.producer import StreamProducer
+from emotune_common.redis_client import TRANSIENT_ERRORS
 from emotune_common.sources import SourceSpec
 
 log = get_logger("emotune.capture")
@@ -133,7 +136,7 @@ class SourceRunner:
                 item = taking.result()
                 if item is None:
                     break
-                await self._process(*item)
+                await self._process(*item, stop=stop)
         finally:
             halt.set()
             stopping.cancel()
@@ -144,7 +147,7 @@ class SourceRunner:
         log.info("source_end", source=name, **vars(self.counts))
         return self.counts
 
-    async def _process(self, frame: np.ndarray, number: int, captured_at_us: int) -> None:
+    async def _process(self, frame: np.ndarray, number: int, captured_at_us: int, stop: asyncio.Event) -> None:
         name = self.spec.name
         with metrics.DETECT_SECONDS.labels(name).time():
             crops = await asyncio.to_thread(
@@ -152,10 +155,29 @@ class SourceRunner:
                 captured_at_us=captured_at_us, frame_number=number, source=name,
             )  # fmt: skip
         if crops and self.producer is not None:
-            await self.producer.publish_many(crops)
+            await self._publish(crops, stop)
         self.counts.processed += 1
         self.counts.faces += len(crops)
         metrics.FRAMES_PROCESSED.labels(name).inc()
         metrics.FACES.labels(name).inc(len(crops))
         if self.on_frame:
             self.on_frame(self.counts)
+
+    async def _publish(self, crops: list[messages_pb2.FaceCrop], stop: asyncio.Event) -> None:
+        """Publish, riding out Redis being away: retried with backoff until it answers again. Meanwhile the
+        reader keeps only the newest frame (the others are dropped and counted), so the source never waits.
+        A stop asked for while Redis is away gives these crops up."""
+        backoff = 0.1
+        while True:
+            try:
+                await self.producer.publish_many(crops)
+                return
+            except TRANSIENT_ERRORS as e:
+                log.warning("publish_failed", source=self.spec.name, error=f"{type(e).__name__}: {e}",
+                            crops=len(crops), retry_in_s=backoff)  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                if stop.is_set():
+                    log.warning("crops_given_up", source=self.spec.name, crops=len(crops), reason="stopped")
+                    return
+                backoff = min(2 * backoff, 2.0)

@@ -34,7 +34,9 @@ and a user reaches only their own data (403 otherwise)."""
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: GatewaySettings = app.state.settings
     redis = connect(settings.redis_url)
-    channel = grpc.aio.insecure_channel(settings.recommender_addr)
+    # gRPC's reconnect backoff would grow toward 2 minutes while the recommender is away: capped, the
+    # gateway's calls get through within 2 s of its return instead of a fraction of the outage later.
+    channel = grpc.aio.insecure_channel(settings.recommender_addr, options=[("grpc.max_reconnect_backoff_ms", 2000)])
     hub = Hub(redis, block_ms=settings.stream.block_ms)
     stop = asyncio.Event()
     app.state.clients = Clients(

@@ -266,7 +266,9 @@ class Hub:
             if event is not None and sub.wants(event):
                 events.append(event)
         sub.replayed_to = cursor
-        sub.position = sub.position.merged(since)
+        # The client has everything up to ``since``, not up to the hub's position: each replayed event's id is
+        # then its own place in the streams, and a client cut off mid-replay resumes where it really was.
+        sub.position = since
         return events
 
 
