@@ -7,7 +7,7 @@ SERVICES := $(sort $(dir $(wildcard services/*/pyproject.toml)))
 PROTOS := $(wildcard proto/emotune/v1/*.proto)
 DATA ?= ../shared/data/fer2013/val.npz
 
-.PHONY: setup run test lint format proto check-proto lock bench train eval eval-recommender data clean
+.PHONY: setup run test lint format proto check-proto lock bench train eval eval-recommender data fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -74,6 +74,14 @@ train: setup
 # Evaluate the latest version on DATA (an .npz with x uint8 [N,48,48], y uint8 [N]).
 eval: setup
 	$(BIN)/python -m models.emotion_cnn.evaluate --data $(DATA)
+
+# Fuzz the stream codec and the image checks (atheris), FUZZ_SECONDS each; corpora and crashes stay in fuzz/.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	$(BIN)/python fuzz/seeds.py fuzz/corpus
+	mkdir -p fuzz/artifacts
+	$(BIN)/python fuzz/fuzz_codec.py fuzz/corpus/codec -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz/artifacts/
+	$(BIN)/python fuzz/fuzz_frames.py fuzz/corpus/frames -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz/artifacts/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

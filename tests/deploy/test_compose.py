@@ -11,12 +11,18 @@ import yaml
 
 from ..conftest import ROOT
 
+#: Redis's users (deploy/redis/users.acl.template) and the variable of each one's password.
+REDIS_USERS = {"capture": "REDIS_CAPTURE_PASSWORD", "inference": "REDIS_INFERENCE_PASSWORD",
+               "recommender": "REDIS_RECOMMENDER_PASSWORD", "gateway": "REDIS_GATEWAY_PASSWORD"}  # fmt: skip
+#: Compose refuses to run without any of them.
+PASSWORDS = {"REDIS_PASSWORD": "test-password", **{var: f"{user}-password" for user, var in REDIS_USERS.items()}}
+
 
 def compose_config(*args: str) -> str:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail("docker-compose is not installed (apt-get install docker-compose); .ci/run installs it")
-    env = {**os.environ, "REDIS_PASSWORD": "test-password"}  # compose refuses to run without one
+    env = {**os.environ, **PASSWORDS}
     done = subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), *args, "config"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -29,20 +35,32 @@ def test_compose_file_is_valid_with_every_profile():
     assert {"modelserver", "prometheus", "grafana"} <= set(all_profiles_config()["services"])
 
 
-def test_compose_refuses_to_start_without_a_redis_password():
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_PASSWORD"}
+@pytest.mark.parametrize("missing", sorted(PASSWORDS))
+def test_compose_refuses_to_start_without_each_redis_password(missing):
+    env = {**{k: v for k, v in os.environ.items() if k not in PASSWORDS}, **PASSWORDS}
+    del env[missing]
     done = subprocess.run([shutil.which("docker-compose") or "docker-compose", "config"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert done.returncode != 0 and "set REDIS_PASSWORD" in done.stderr
+    assert done.returncode != 0 and f"set {missing}" in done.stderr
 
 
-def test_redis_needs_the_password_and_every_service_uses_it():
+def test_redis_has_a_user_per_service_and_each_service_connects_as_its_own():
     services = all_profiles_config()["services"]
-    command = services["redis"]["command"]
-    assert command[command.index("--requirepass") + 1] == "test-password"
-    for name, service in services.items():
-        if "build" in service and name != "modelserver":  # the model server keeps nothing in Redis
-            assert service["environment"]["REDIS_URL"] == "redis://:test-password@redis:6379/0", name
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--aclfile") + 1] == "/tmp/users.acl" and "--requirepass" not in command
+    assert "render-acl.sh /etc/emotune/users.acl.template > /tmp/users.acl" in " ".join(redis["entrypoint"])
+    assert f"{ROOT / 'deploy' / 'redis'}:/etc/emotune:ro" in redis["volumes"]
+    assert {k: redis["environment"][k] for k in PASSWORDS} == PASSWORDS  # the passwords, from the environment
+    assert redis["environment"]["REDISCLI_AUTH"] == "test-password"  # the health check, as the administrator
+    template = (ROOT / "deploy" / "redis" / "users.acl.template").read_text()
+    assert "user default on >${REDIS_PASSWORD} " in template
+    built = {name for name, service in services.items() if "build" in service and name != "modelserver"}
+    assert built == set(REDIS_USERS)  # the model server keeps nothing in Redis
+    for name, var in REDIS_USERS.items():
+        assert f"user {name} on >${{{var}}} resetchannels -@all" in template, name
+        url = services[name]["environment"]["REDIS_URL"]
+        assert url == f"redis://{name}:{name}-password@redis:6379/0", name
 
 
 def test_services_restart_and_wait_for_a_healthy_redis():

@@ -50,7 +50,8 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     ]
     if settings.capture_uploads:
         consumer = StreamConsumer(
-            redis, FRAMES, "capture", upload_handler(FaceDetector(settings.detector_options()), faces),
+            redis, FRAMES, "capture",
+            upload_handler(FaceDetector(settings.detector_options()), faces, settings.max_frame_pixels),
             consumer=settings.consumer_name or None, settings=settings.stream, message_type=messages_pb2.Frame,
         )  # fmt: skip
         jobs.append(("uploads", _essential("uploads", consumer.run(stop), stop)))

@@ -29,6 +29,9 @@ class CaptureSettings(ServiceSettings):
     crop_margin: float = Field(0.0, ge=0, le=1)
     crop_equalize: Equalize = "none"
     faces_maxlen: int = Field(2_000, ge=1, description="Bound of emotune:faces: older crops are dropped")
+    max_frame_pixels: int = Field(
+        16_777_216, ge=1, description="Uploaded frames larger than this are refused from their header, undecoded"
+    )
 
     def detector_options(self) -> DetectorOptions:
         return DetectorOptions(

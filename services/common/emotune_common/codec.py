@@ -20,6 +20,15 @@ class DecodeError(ValueError):
     """A stream entry that does not hold a valid emotune message; the text says why."""
 
 
+class EntryTooLarge(DecodeError):
+    """A stream entry over the size bound, refused before it is parsed: it will never get smaller."""
+
+
+def entry_size(fields: dict[bytes, bytes]) -> int:
+    """Bytes of an entry's field names and values."""
+    return sum(len(k) + len(v) for k, v in fields.items())
+
+
 def encode(message: Message) -> dict[bytes, bytes]:
     """The fields of a stream entry that carries ``message``."""
     return {TYPE_FIELD: message.DESCRIPTOR.full_name.encode(), PB_FIELD: message.SerializeToString()}
@@ -34,14 +43,19 @@ def message_class(full_name: str) -> type[Message]:
     return message_factory.GetMessageClass(descriptor)
 
 
-def decode(fields: dict[bytes, bytes] | None, expected: type[M] | None = None) -> M:
+def decode(fields: dict[bytes, bytes] | None, expected: type[M] | None = None, max_bytes: int | None = None) -> M:
     """Parse a stream entry. Raises :class:`DecodeError` for anything but a well-formed message.
 
     ``expected`` restricts the accepted type. Every emotune message has a header with an id; one
     without is refused, which also catches most random bytes that protobuf would parse leniently.
+    An entry of more than ``max_bytes`` raises :class:`EntryTooLarge` before anything is parsed.
     """
     if not fields:
         raise DecodeError("empty entry (no fields, or deleted)")
+    if max_bytes is not None and (size := entry_size(fields)) > max_bytes:
+        raise EntryTooLarge(
+            f"entry of {size} bytes is over the limit of {max_bytes} bytes (EMOTUNE_STREAM_MAX_ENTRY_BYTES)"
+        )
     type_name, payload = fields.get(TYPE_FIELD), fields.get(PB_FIELD)
     if type_name is None or payload is None:
         raise DecodeError(

@@ -14,6 +14,12 @@ acknowledged only when its output is written, and never without it. Entries that
 and come back through step 2; at the ``max_deliveries``-th failed delivery an entry goes to
 ``emotune:dlq:<stream>`` with the reason. Message ids that were handled are remembered for
 ``dedupe_ttl_s``, so an entry delivered twice (a slow consumer whose work was claimed) is skipped.
+An entry larger than ``max_entry_bytes`` goes to the dead-letter stream at once, unparsed, and
+without its payload (it would only get copied again).
+
+Every ``expire_every_s`` the consumer also ages out (``retention_s``) the stream it reads, its
+dead-letter stream and the streams it published to, so that entries leave even when nobody
+publishes any more (producers trim for age as they publish too).
 
 Redis going away is backed off from with jitter, forever, until a stop is asked for. A stop lets the
 batch in hand finish and be acknowledged, then returns.
@@ -35,7 +41,7 @@ from google.protobuf.message import Message
 from redis.exceptions import ResponseError
 
 from emotune_common import metrics
-from emotune_common.codec import DecodeError, decode, encode
+from emotune_common.codec import DecodeError, EntryTooLarge, decode, encode, entry_size
 from emotune_common.logs import get_logger
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import TRANSIENT_ERRORS
@@ -43,6 +49,9 @@ from emotune_common.settings import StreamSettings
 from emotune_common.streams import dead_letter_stream
 
 log = get_logger("emotune.consumer")
+
+#: Dead letters of oversized entries keep only the fields up to this size (the message type, say).
+_DLQ_FIELD_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ class StreamConsumer:
         settings: StreamSettings | None = None,
         message_type: type[Message] | None = None,
         start_id: str = "0",
+        expire_every_s: float = 60.0,
     ) -> None:
         self.redis = redis
         self.stream = stream
@@ -109,6 +119,12 @@ class StreamConsumer:
         self._next_claim = 0.0
         self._next_gauges = 0.0
         self._backoff = 0.0
+        self.expire_every_s = expire_every_s
+        self._next_expire = 0.0
+        retention = self.settings.retention_s
+        self._expiring: dict[str, StreamProducer] = {  # streams aged out by this consumer; outputs join
+            name: StreamProducer(redis, name, maxlen=None, retention_s=retention) for name in (stream, self.dlq)
+        }
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -148,7 +164,23 @@ class StreamConsumer:
         if now >= self._next_gauges:
             self._next_gauges = now + 5
             await self.refresh_gauges()
+        if now >= self._next_expire:
+            self._next_expire = now + self.expire_every_s
+            await self.expire()
         return len(batch)
+
+    async def expire(self) -> int:
+        """Age out the input stream, its dead letters and this consumer's outputs; returns the entries evicted.
+
+        A refusal (a script or ACL error) is logged, never fatal: consuming matters more than expiring.
+        """
+        evicted = 0
+        for producer in list(self._expiring.values()):
+            try:
+                evicted += (await producer.expire())[0]
+            except ResponseError as e:
+                log.warning("expire_failed", stream=producer.stream, error=str(e))
+        return evicted
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing; start from ``start_id``."""
@@ -215,6 +247,7 @@ class StreamConsumer:
         by_id = {e.entry_id: e for e in batch}
 
         failures: dict[str, str] = {}
+        poison: dict[str, str] = {}  # dead-lettered at once: no retry could change them
         deliveries: list[Delivery] = []
         for e in batch:
             if e.fields is None:  # trimmed away while pending: nothing left to handle or dead-letter
@@ -225,7 +258,10 @@ class StreamConsumer:
                 failures[e.entry_id] = f"delivered {e.deliveries} times without being acknowledged"
                 continue
             try:
-                deliveries.append(Delivery(e.entry_id, decode(e.fields, self.message_type), e.deliveries))
+                message = decode(e.fields, self.message_type, self.settings.max_entry_bytes)
+                deliveries.append(Delivery(e.entry_id, message, e.deliveries))
+            except EntryTooLarge as err:
+                poison[e.entry_id] = f"too large: {err}"
             except DecodeError as err:
                 failures[e.entry_id] = f"undecodable: {err}"
 
@@ -247,7 +283,7 @@ class StreamConsumer:
                 outcome = Outcome(failed={d.entry_id: f"handler error: {type(err).__name__}: {err}" for d in todo})
             failures.update(outcome.failed)
 
-        dead = {i: r for i, r in failures.items() if by_id[i].deliveries >= self.settings.max_deliveries}
+        dead = {i: r for i, r in failures.items() if by_id[i].deliveries >= self.settings.max_deliveries} | poison
         retry = {i: r for i, r in failures.items() if i not in dead}
         done = [e.entry_id for e in batch if e.entry_id not in retry]
         handled_ids = [d.message.header.id for d in todo if d.entry_id not in failures]
@@ -330,10 +366,17 @@ class StreamConsumer:
                 tx.xack(self.stream, self.group, *done)
             await tx.execute()
         for producer, _ in publish:
+            self._expiring.setdefault(producer.stream, producer)
             await producer.published(1)
 
     def _dead_letter(self, entry: _Raw, reason: str) -> dict[bytes | str, bytes | str | int]:
-        fields: dict[bytes | str, bytes | str | int] = dict(entry.fields or {})
+        """The original entry plus the reason; an oversized entry keeps only its small fields."""
+        raw = entry.fields or {}
+        fields: dict[bytes | str, bytes | str | int] = dict(raw)
+        if (size := entry_size(raw)) > self.settings.max_entry_bytes:
+            omitted = sorted(k for k, v in raw.items() if len(v) > _DLQ_FIELD_BYTES)
+            fields = {k: v for k, v in raw.items() if k not in omitted}
+            fields.update({"dlq_omitted": b",".join(omitted), "dlq_entry_bytes": size})
         fields.update(
             {
                 "dlq_reason": reason,

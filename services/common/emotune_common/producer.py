@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from importlib.resources import files
 
@@ -10,9 +11,15 @@ from google.protobuf.message import Message
 
 from emotune_common import metrics
 from emotune_common.codec import encode
+from emotune_common.settings import StreamSettings
 from emotune_common.streams import stats_key
 
 TRIM_SCRIPT = files("emotune_common").joinpath("trim.lua").read_text()
+
+#: How often a stream is trimmed for age when fewer than ``slack`` entries were published meanwhile.
+EXPIRE_EVERY_S = 60.0
+#: Entries evicted for age by one call of the trim script: one call holds Redis for a bounded time.
+EXPIRE_BATCH = 1000
 
 
 class StreamProducer:
@@ -24,15 +31,32 @@ class StreamProducer:
     oldest entries go first, and the evicted entries that the slowest consumer group had not read
     are counted as dropped (``emotune_stream_dropped_total``, and the ``dropped`` field of
     ``emotune:stats:<stream>`` that every producer shares). Publishing never waits for consumers.
+
+    Entries older than ``retention_s`` (default: ``EMOTUNE_STREAM_RETENTION_S``; 0 keeps them) are
+    evicted by the same script and counted the same way, on every trim and at least every
+    ``expire_every_s`` while publishing. A stream nobody publishes to any more ages out through
+    :meth:`expire`, which the stream's consumers call periodically (see ``StreamConsumer``).
+    ``maxlen=None`` bounds the age only.
     """
 
-    def __init__(self, redis: aioredis.Redis, stream: str, maxlen: int, slack: int | None = None) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        stream: str,
+        maxlen: int | None,
+        slack: int | None = None,
+        retention_s: int | None = None,
+        expire_every_s: float = EXPIRE_EVERY_S,
+    ) -> None:
         self.redis = redis
         self.stream = stream
         self.maxlen = maxlen
-        self.slack = slack if slack is not None else max(1, min(1000, maxlen // 10))
+        self.slack = slack if slack is not None else max(1, min(1000, (maxlen or 0) // 10))
+        self.retention_s = StreamSettings().retention_s if retention_s is None else retention_s
         self._trim = redis.register_script(TRIM_SCRIPT)
         self._since_trim = 0
+        self.expire_every_s = expire_every_s
+        self._next_expire = time.monotonic() + expire_every_s
 
     async def publish(self, message: Message) -> str:
         """Add one message; returns its stream entry id."""
@@ -55,18 +79,31 @@ class StreamProducer:
         """Account for ``count`` entries added to the stream (here or in a caller's transaction)."""
         metrics.PUBLISHED.labels(self.stream).inc(count)
         self._since_trim += count
-        if self._since_trim >= self.slack:
+        if self._since_trim >= self.slack or time.monotonic() >= self._next_expire:
             await self.trim()
 
     async def trim(self) -> tuple[int, int]:
-        """Enforce the bound now; returns (evicted, dropped)."""
+        """Enforce the bounds now (age: at most :data:`EXPIRE_BATCH` entries); returns (evicted, dropped)."""
         self._since_trim = 0
-        evicted, dropped = await self._trim(keys=[self.stream, stats_key(self.stream)], args=[self.maxlen])
+        self._next_expire = time.monotonic() + self.expire_every_s
+        evicted, dropped = await self._trim(
+            keys=[self.stream, stats_key(self.stream)],
+            args=[self.maxlen or 0, self.retention_s * 1000, EXPIRE_BATCH],
+        )
         if evicted:
             metrics.TRIMMED.labels(self.stream).inc(evicted)
         if dropped:
             metrics.DROPPED.labels(self.stream).inc(dropped)
         return int(evicted), int(dropped)
+
+    async def expire(self) -> tuple[int, int]:
+        """Trim until nothing is over the bounds, however many entries aged out; returns (evicted, dropped)."""
+        evicted = dropped = 0
+        while True:
+            e, d = await self.trim()
+            evicted, dropped = evicted + e, dropped + d
+            if e < EXPIRE_BATCH:
+                return evicted, dropped
 
 
 async def stream_stats(redis: aioredis.Redis, stream: str) -> dict[str, int]:

@@ -30,6 +30,14 @@ class StreamSettings(BaseSettings):
     max_deliveries: int = Field(5, ge=1, description="Deliveries before an entry goes to the dead-letter stream")
     dlq_maxlen: int = Field(100_000, ge=1, description="Approximate bound of each dead-letter stream")
     dedupe_ttl_s: int = Field(600, ge=0, description="How long handled message ids are remembered (0: off)")
+    # The largest real entry is a Frame: an upload of at most EMOTUNE_MAX_FRAME_BYTES (2 MB) plus its header.
+    # Four times that leaves room for larger uploads while a batch of the biggest entries stays bounded.
+    max_entry_bytes: int = Field(
+        8_000_000, ge=1, description="Entries larger than this go to the dead-letter stream unparsed"
+    )
+    retention_s: int = Field(
+        86_400, ge=0, description="Entries older than this leave the streams (and dead-letter streams); 0: kept"
+    )
 
 
 class ServiceSettings(BaseSettings):

@@ -1,14 +1,36 @@
--- Trim a stream to its newest ARGV[1] entries and count what is evicted.
+-- Trim a stream to its newest ARGV[1] entries (0: no length bound) and drop its entries older than
+-- ARGV[2] milliseconds (0: no age bound, at most ARGV[3] of them per call), and count what is evicted.
 -- KEYS[1]: the stream; KEYS[2]: its stats hash.
--- Evicted entries the slowest consumer group had not yet been delivered are "dropped": the
--- backpressure loss that matters. Returns {evicted, dropped}.
+-- Age is measured on the Redis clock, the clock of the entry ids. Evicted entries the slowest consumer
+-- group had not yet been delivered are "dropped": the backpressure (or expiry) loss that matters.
+-- Returns {evicted, dropped}.
 local len = redis.call('XLEN', KEYS[1])
-local maxlen = tonumber(ARGV[1])
-if len <= maxlen then
+if len == 0 then
   return {0, 0}
 end
-local evict = len - maxlen
-local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', evict)
+local maxlen, retention, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local evict = 0
+if maxlen > 0 and len > maxlen then
+  evict = len - maxlen
+end
+
+local entries = nil
+if retention > 0 then
+  local now = redis.call('TIME')
+  local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - retention
+  if cutoff > 0 then
+    local old = redis.call('XRANGE', KEYS[1], '-', string.format('(%d-0', cutoff), 'COUNT', math.max(evict, limit))
+    if #old > evict then
+      entries, evict = old, #old
+    end
+  end
+end
+if evict == 0 then
+  return {0, 0}
+end
+if entries == nil then
+  entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', evict)
+end
 
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')

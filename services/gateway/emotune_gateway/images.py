@@ -42,6 +42,6 @@ def check_image(data: bytes, content_type: str, max_pixels: int) -> tuple[int, i
         raise ImageError(f"image is over the limit of {max_pixels} pixels", 413) from None
     except UnidentifiedImageError as e:
         raise ImageError(f"not a decodable {expected} image: {e}") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{expected} image does not decode: {e}") from None
+    except Exception as e:  # OSError, SyntaxError, ValueError; and from hostile bytes IndexError (fuzz/)
+        raise ImageError(f"{expected} image does not decode: {type(e).__name__}: {e}") from None
     return width, height

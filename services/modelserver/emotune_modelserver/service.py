@@ -106,8 +106,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise InvalidInput(
                     f"output tensor alias not found in signature: {key} Outputs expected to be in the set {{{known}}}."
                 )
-        inputs = {k: to_numpy(v) for k, v in request.inputs.items()}
         scheduler = servable.schedulers.get(signature_name) if self.batching else None
+        if scheduler is not None and rows > scheduler.config.max_batch_size:  # before allocating its tensors
+            raise TaskTooLarge(
+                f"Task size {rows} is larger than maximum input batch size {scheduler.config.max_batch_size}"
+            )
+        inputs = {k: to_numpy(v) for k, v in request.inputs.items()}
         if scheduler is not None:
             outputs = await asyncio.wrap_future(scheduler.submit(inputs, rows))
         else:

@@ -13,10 +13,14 @@ class InvalidInput(ValueError):
 
 
 def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """The tensor's array. A shape too large to allocate (values left out are filled in, as in
+    TensorFlow) is a parsing error, INVALID_ARGUMENT, as in TF Serving: not the server's failure."""
     try:
         return tf.make_ndarray(proto)
     except (TypeError, ValueError) as e:
         raise InvalidInput(f"malformed tensor: {e}") from None
+    except MemoryError as e:
+        raise InvalidInput(f"tensor parsing error: {e}") from None
 
 
 def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
