@@ -1,6 +1,6 @@
 """Run the benchmarks and write bench/RESULTS.md (`make bench`).
 
-python -m bench [NAME ...]     # all by default; names: streams, modelserver, pipeline, recommender, fanout
+python -m bench [NAME ...]     # all by default; names: streams, modelserver, pipeline, recommender, fanout, load
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import fanout, modelserver, pipeline, recommender, streams
+from bench import fanout, load, modelserver, pipeline, recommender, streams
 
 BENCHES = {
     "streams": streams,
@@ -20,6 +20,7 @@ BENCHES = {
     "pipeline": pipeline,
     "recommender": recommender,
     "fanout": fanout,
+    "load": load,
 }
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"

@@ -25,18 +25,17 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bench import free_port
+from bench.processes import accounts, cpu_s, metric, rss_mb, spawn, start_redis, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 20
@@ -46,46 +45,6 @@ SECONDS = float(os.environ.get("BENCH_FANOUT_SECONDS", 30))
 BASELINE_SECONDS = float(os.environ.get("BENCH_FANOUT_BASELINE_SECONDS", 20))
 CONNECT_CONCURRENCY = 50  # handshakes at once: the gateway's Redis pool holds 100 connections (see _burst)
 DRAIN_S = 10.0  # after the last event is published, how long deliveries may still take
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _spawn(args: list[str], env: dict | None = None, log: Path | None = None, **kw) -> subprocess.Popen:
-    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "EMOTUNE_LOG_LEVEL": "WARNING", **(env or {})},
-                            stdout=kw.pop("stdout", out), stderr=out, **kw)  # fmt: skip
-
-
-def _stop(*processes: subprocess.Popen) -> None:
-    for p in processes:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in processes:
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def _cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of proc(5)
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def _metric(port: int, name: str) -> float | None:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=2).read().decode()
-    except OSError:
-        return None
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.split(" ")[0].split("{")[0] == name]
-    return sum(values) if values else None
 
 
 async def _until(predicate, within: float, what: str) -> None:
@@ -175,13 +134,13 @@ async def _phase(url: str, gateway: subprocess.Popen, port: int, subs: list[Subs
             await s.open()
 
     await asyncio.gather(*(open_one(s) for s in subs))
-    await _until(lambda: _metric(port, "emotune_gateway_subscribers") == len(subs), 30, f"{len(subs)} subscriptions")
-    rss_connected = _rss_mb(gateway.pid)
+    await _until(lambda: metric(port, "emotune_gateway_subscribers") == len(subs), 30, f"{len(subs)} subscriptions")
+    rss_connected = rss_mb(gateway.pid)
     start_at = time.time() + 1.5
-    publisher = _spawn([sys.executable, "-m", "bench.fanout", "publish", url, repr(start_at), repr(RATE), repr(seconds),
-                        *users], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    publisher = spawn([sys.executable, "-m", "bench.fanout", "publish", url, repr(start_at), repr(RATE), repr(seconds),
+                       *users], stdout=subprocess.PIPE, text=True)  # fmt: skip
     await asyncio.sleep(max(0.0, start_at - time.time()))
-    cpu0, client_cpu0, wall0 = _cpu_s(gateway.pid), time.process_time(), time.time()
+    cpu0, client_cpu0, wall0 = cpu_s(gateway.pid), time.process_time(), time.time()
     total = round(RATE * seconds)
     per_user = {u: [i for i in range(total) if users[i % len(users)] == u] for u in users}
     expected = sum(len(per_user[s.user_id]) for s in subs)
@@ -192,10 +151,10 @@ async def _phase(url: str, gateway: subprocess.Popen, port: int, subs: list[Subs
     deadline = time.monotonic() + DRAIN_S
     while sum(len(s.received) for s in subs) < expected and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)  # polling a count the readers fill: nothing to wake on
-    cpu, client_cpu, wall = _cpu_s(gateway.pid) - cpu0, time.process_time() - client_cpu0, time.time() - wall0
-    rss_end = _rss_mb(gateway.pid)
+    cpu, client_cpu, wall = cpu_s(gateway.pid) - cpu0, time.process_time() - client_cpu0, time.time() - wall0
+    rss_end = rss_mb(gateway.pid)
     await asyncio.gather(*(s.close() for s in subs))
-    await _until(lambda: _metric(port, "emotune_gateway_subscribers") == 0, 30, "unsubscribing")
+    await _until(lambda: metric(port, "emotune_gateway_subscribers") == 0, 30, "unsubscribing")
 
     latencies, lost, extra, closed = [], 0, 0, 0
     for s in subs:
@@ -248,7 +207,7 @@ async def _burst(subs: list[Subscriber], port: int) -> dict:
             why = f"HTTP {response.status_code}" if response is not None else type(outcome).__name__
             refused[why] = refused.get(why, 0) + 1
     await asyncio.gather(*(s.close() for s in subs if s.task is not None))
-    await _until(lambda: _metric(port, "emotune_gateway_subscribers") == 0, 30, "unsubscribing")
+    await _until(lambda: metric(port, "emotune_gateway_subscribers") == 0, 30, "unsubscribing")
     return {"attempted": len(subs), "refused": sum(refused.values()), "refused_by": refused}
 
 
@@ -257,7 +216,7 @@ async def _run(url: str, gateway: subprocess.Popen, port: int, keys: dict[str, s
         return f"ws://127.0.0.1:{port}/v1/users/{uid}/events/ws?key={keys[uid]}&types=emotion"
 
     users = sorted(keys)
-    rss_idle = _rss_mb(gateway.pid)
+    rss_idle = rss_mb(gateway.pid)
     burst = await _burst([Subscriber(u, uri(u)) for u in users for _ in range(PER_USER)], port)
     one = await _phase(url, gateway, port, [Subscriber(users[0], uri(users[0]))], users[:1], BASELINE_SECONDS)
     many = [Subscriber(u, uri(u)) for u in users for _ in range(PER_USER)]
@@ -279,49 +238,19 @@ async def _run(url: str, gateway: subprocess.Popen, port: int, keys: dict[str, s
     }
 
 
-async def _accounts(url: str) -> dict[str, str]:
-    from emotune_common.redis_client import connect
-    from emotune_gateway import accounts
-
-    redis = connect(url)
-    try:
-        keys = {}
-        for n in range(USERS):
-            uid = f"fan{n:02d}"
-            await accounts.create_user(redis, uid)
-            keys[uid] = await accounts.create_key(redis, uid)
-        return keys
-    finally:
-        await redis.aclose()
-
-
 def run(redis_url: str) -> dict:
     """Ignores ``redis_url``: the publisher writes emotune:emotions, so a private redis-server it is."""
     workdir = Path(tempfile.mkdtemp(prefix="emotune-bench-"))
-    redis_port, port = free_port(), free_port()
-    redis_server = _spawn([shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", "",
-                           "--appendonly", "no", "--dir", str(workdir)])  # fmt: skip
-    url = f"redis://127.0.0.1:{redis_port}/0"
+    port = free_port()
+    redis_server, url = start_redis(workdir)
     gateway = None
     try:
-        import redis
-
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        keys = asyncio.run(_accounts(url))
-        gateway = _spawn([sys.executable, "-m", "emotune_gateway", "serve"],
-                         {"REDIS_URL": url, "EMOTUNE_GATEWAY_HOST": "127.0.0.1", "EMOTUNE_GATEWAY_PORT": str(port),
-                          "EMOTUNE_RATE_LIMIT": "100000/minute"}, log=workdir / "gateway.log")  # fmt: skip
+        keys = asyncio.run(accounts(url, [f"fan{n:02d}" for n in range(USERS)]))
+        gateway = spawn([sys.executable, "-m", "emotune_gateway", "serve"],
+                        {"REDIS_URL": url, "EMOTUNE_GATEWAY_HOST": "127.0.0.1", "EMOTUNE_GATEWAY_PORT": str(port),
+                         "EMOTUNE_RATE_LIMIT": "100000/minute"}, log=workdir / "gateway.log")  # fmt: skip
         deadline = time.monotonic() + 60
-        while _metric(port, "emotune_gateway_subscribers") is None:
+        while metric(port, "emotune_gateway_subscribers") is None:
             if gateway.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"gateway did not start: {(workdir / 'gateway.log').read_text()[-2000:]}")
             time.sleep(0.1)
@@ -330,7 +259,7 @@ def run(redis_url: str) -> dict:
         except Exception as e:
             raise RuntimeError(f"{e!r}; the gateway's log ends: {(workdir / 'gateway.log').read_text()[-3000:]}") from e
     finally:
-        _stop(*([gateway] if gateway else []), redis_server)
+        stop(*([gateway] if gateway else []), redis_server)
         shutil.rmtree(workdir, ignore_errors=True)
     result["users"], result["subscribers_per_user"] = USERS, PER_USER
     result["cpus"] = os.cpu_count()

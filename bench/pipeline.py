@@ -15,9 +15,7 @@ capture service and the workers.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ import numpy as np
 import redis
 
 from bench import free_port
+from bench.processes import metric, spawn, start_model_server, start_redis, start_workers, stop, wait_for
 from emotune_common.settings import default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,38 +37,6 @@ FER_PYTHON = ROOT / "bench" / ".venv-fer" / "bin" / "python"
 
 #: Capture reads only its fixed sources and so ends with them (no uploads, no API sessions).
 SOURCES_ONLY = {"EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_SESSIONS": "false"}
-
-
-def _spawn(args: list[str], env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "EMOTUNE_LOG_LEVEL": "WARNING", **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-
-
-def _stop(*processes: subprocess.Popen) -> None:
-    for p in processes:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in processes:
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def _wait(predicate, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark step did not finish in time")
-        time.sleep(0.05)
-
-
-def _workers(client: redis.Redis, env: dict, count: int) -> list[subprocess.Popen]:
-    """Start ``count`` inference workers and wait until their consumer group exists."""
-    pool = [_spawn([sys.executable, "-m", "emotune_inference"], {**env, "EMOTUNE_CONSUMER_NAME": f"w{i}"})
-            for i in range(count)]  # fmt: skip
-    _wait(lambda: len(client.keys("emotune:faces")) == 1 and client.xinfo_groups("emotune:faces"), 60)
-    return pool
 
 
 def _latencies_ms(client: redis.Redis) -> tuple[list[float], float, float]:
@@ -99,17 +66,17 @@ def _throughput(url: str, model: str, workers: int) -> dict:
     client = redis.Redis.from_url(url)
     client.flushall()
     env = {"REDIS_URL": url, "MODEL_SERVER": model}
-    pool = _workers(client, env, workers)
-    capture = _spawn([sys.executable, "-m", "emotune_capture", "serve"],
-                     {**env, **SOURCES_ONLY, "EMOTUNE_CAPTURE_FPS": "0",
-                      "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&realtime=0"})  # fmt: skip
+    pool = start_workers(client, env, workers)
+    capture = spawn([sys.executable, "-m", "emotune_capture", "serve"],
+                    {**env, **SOURCES_ONLY, "EMOTUNE_CAPTURE_FPS": "0",
+                     "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&realtime=0"})  # fmt: skip
     try:
         capture.wait(300)
         faces = client.xlen("emotune:faces")
-        _wait(lambda: client.xlen("emotune:emotions") >= faces and
-              client.xpending("emotune:faces", "inference")["pending"] == 0, 120)  # fmt: skip
+        wait_for(lambda: client.xlen("emotune:emotions") >= faces and
+                 client.xpending("emotune:faces", "inference")["pending"] == 0, 120)  # fmt: skip
     finally:
-        _stop(capture, *pool)
+        stop(capture, *pool)
     latencies, first, last = _latencies_ms(client)
     elapsed = last - first
     return {"workers": workers, "faces": faces, "frames": 275, "seconds": round(elapsed, 2),
@@ -121,23 +88,23 @@ def _live(url: str, model: str, streams: int = 4, fps: float = 10, workers: int 
     client = redis.Redis.from_url(url)
     client.flushall()
     env = {"REDIS_URL": url, "MODEL_SERVER": model}
-    pool = _workers(client, env, workers)
+    pool = start_workers(client, env, workers)
     sources = " ".join(f"video:{VIDEO}?fps={fps}&session=stream{i}" for i in range(streams))
-    capture = _spawn([sys.executable, "-m", "emotune_capture", "serve"],
-                     {**env, **SOURCES_ONLY, "EMOTUNE_CAPTURE_SOURCES": sources,
-                      "EMOTUNE_METRICS_PORT": str(metrics_port := free_port())})  # fmt: skip
+    capture = spawn([sys.executable, "-m", "emotune_capture", "serve"],
+                    {**env, **SOURCES_ONLY, "EMOTUNE_CAPTURE_SOURCES": sources,
+                     "EMOTUNE_METRICS_PORT": str(metrics_port := free_port())})  # fmt: skip
     try:
-        _wait(lambda: _metric(metrics_port, "emotune_capture_frames_read_total") is not None, 60)
+        wait_for(lambda: metric(metrics_port, "emotune_capture_frames_read_total") is not None, 60)
         started = time.monotonic()
         capture.wait(120)
         duration = time.monotonic() - started
         faces = client.xlen("emotune:faces")
-        _wait(lambda: client.xlen("emotune:emotions") >= faces, 60)
+        wait_for(lambda: client.xlen("emotune:emotions") >= faces, 60)
     except BaseException:
-        _stop(capture)
+        stop(capture)
         raise
     finally:
-        _stop(*pool)
+        stop(*pool)
     latencies, _, _ = _latencies_ms(client)
     frames: dict[str, set[int]] = {}
     from emotune.v1 import messages_pb2
@@ -152,17 +119,6 @@ def _live(url: str, model: str, streams: int = 4, fps: float = 10, workers: int 
             "capture_seconds": round(duration, 1), **_percentiles(latencies)}  # fmt: skip
 
 
-def _metric(port: int, name: str) -> float | None:
-    import urllib.request
-
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=2).read().decode()
-    except OSError:
-        return None
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
-    return sum(values) if values else None
-
-
 def _fer() -> dict:
     if not FER_PYTHON.exists():
         return {"error": f"{FER_PYTHON} missing: run `make bench-fer-env`"}
@@ -175,21 +131,18 @@ def _fer() -> dict:
 
 def run(redis_url: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="emotune-bench-"))
-    redis_port, model_port = free_port(), free_port()
-    redis_server = _spawn([shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", "",
-                           "--appendonly", "no", "--dir", str(workdir)])  # fmt: skip
-    model_server = _spawn([sys.executable, "-m", "emotune_modelserver"], {"EMOTUNE_MODELSERVER_PORT": str(model_port)})
-    url, model = f"redis://127.0.0.1:{redis_port}/0", f"127.0.0.1:{model_port}"
+    redis_server, url = start_redis(workdir)
     try:
-        import grpc
-
-        with grpc.insecure_channel(model) as channel:
-            grpc.channel_ready_future(channel).result(timeout=120)
+        model_server, model = start_model_server()
+    except BaseException:
+        stop(redis_server)
+        raise
+    try:
         result = {"fer": _fer()}
         result["throughput"] = [_throughput(url, model, n) for n in (1, 2, 4)]
         result["live"] = _live(url, model)
     finally:
-        _stop(model_server, redis_server)
+        stop(model_server, redis_server)
         shutil.rmtree(workdir, ignore_errors=True)
     best = max(result["throughput"], key=lambda r: r["frames_per_s"])
     fer_fps = result["fer"].get("frames_per_s")
