@@ -40,7 +40,7 @@ def user_key_kind(key: str, user_id: str) -> str | None:
 
 
 def user_key_pattern(user_id: str) -> str:
-    """A SCAN pattern that finds every key of ``user_id`` (and maybe others: check :func:`is_user_key`)."""
+    """A SCAN pattern that finds every key of ``user_id`` (and maybe others: check :func:`user_key_kind`)."""
     return "emotune:user:" + re.sub(r"([*?\[\]\\])", r"\\\1", user_id) + ":*"
 
 

@@ -101,10 +101,6 @@ def meta_key(track_id: str) -> str:
     return f"emotune:tracks:meta:{track_id}"
 
 
-def track_url(track_id: str) -> str:
-    return f"https://open.spotify.com/track/{track_id}"
-
-
 def playlist_url(playlist_id: str) -> str:
     return f"https://open.spotify.com/playlist/{playlist_id}"
 
@@ -160,10 +156,6 @@ class Spotify:
     @staticmethod
     def embed_url(track_id: str) -> str:
         return embed_url(track_id)
-
-    @staticmethod
-    def track_url(track_id: str) -> str:
-        return track_url(track_id)
 
     # tracks
 
