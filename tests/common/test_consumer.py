@@ -266,3 +266,42 @@ async def test_pending_entries_trimmed_away_are_counted_and_cleared(aredis, name
 
 async def _no_pending(redis, stream):
     return await pending_count(redis, stream, "inference") == 0
+
+
+async def test_a_slow_handler_keeps_its_entries_from_idle_consumers(aredis, names):
+    """A handler waiting 6 claim periods (a model server down, say) while two other consumers of the
+    group look for stale entries: nothing is claimed from it, so nothing is counted as redelivered,
+    and with max_deliveries 3 nothing healthy reaches the dead-letter stream."""
+    src, out = names("faces"), names("emotions")
+    for crop in crops(5):
+        await aredis.xadd(src, {"type": "emotune.v1.FaceCrop", "pb": crop.SerializeToString()})
+    producer = StreamProducer(aredis, out, maxlen=1000)
+    handled: list[str] = []
+    echo = echo_handler(producer, handled)
+
+    async def slow(batch):
+        await asyncio.sleep(6 * FAST.claim_idle_ms / 1000)
+        return await echo(batch)
+
+    slow_one = StreamConsumer(aredis, src, "inference", slow, consumer="slow", settings=FAST)
+    await slow_one.ensure_group()
+    idle = [StreamConsumer(aredis, src, "inference", echo, consumer=f"idle{i}", settings=FAST) for i in range(2)]
+    stop = asyncio.Event()
+    slow_task = asyncio.create_task(slow_one.run(stop))
+    await wait_for(lambda: _owned_by(aredis, src, "slow"), 5, "the slow consumer to take the batch")
+    others = [asyncio.create_task(c.run(stop)) for c in idle]
+    await wait_for(lambda: _acked_all(aredis, out, 5), 20, "every crop scored")
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(slow_task, *others), 10)
+    assert sorted(handled) == sorted(set(handled)) and len(handled) == 5  # each crop handled once, by the slow one
+    assert await aredis.xlen(dead_letter_stream(src)) == 0
+    assert await pending_count(aredis, src, "inference") == 0
+
+
+async def _owned_by(redis, stream: str, consumer: str) -> bool:
+    pending = await redis.xpending(stream, "inference")
+    return any(c["name"].decode() == consumer for c in pending.get("consumers", []))
+
+
+async def _acked_all(redis, stream: str, n: int) -> bool:
+    return await redis.exists(stream) and await redis.xlen(stream) >= n

@@ -33,7 +33,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -52,6 +52,9 @@ log = get_logger("emotune.consumer")
 
 #: Dead letters of oversized entries keep only the fields up to this size (the message type, say).
 _DLQ_FIELD_BYTES = 1024
+
+#: How many claim periods a handler's entries are kept from other consumers (see _kept_claimed).
+KEEP_CLAIMED_PERIODS = 10
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,8 @@ class StreamConsumer:
         outcome = Outcome()
         if todo:
             try:
-                outcome = await self.handler(todo) or Outcome()
+                async with self._kept_claimed([d.entry_id for d in todo]):
+                    outcome = await self.handler(todo) or Outcome()
             except Exception as err:  # a handler bug must not stop the stream: retry, then dead-letter
                 log.exception("handler_failed", stream=self.stream, group=self.group, count=len(todo))
                 outcome = Outcome(failed={d.entry_id: f"handler error: {type(err).__name__}: {err}" for d in todo})
@@ -315,6 +319,29 @@ class StreamConsumer:
         metrics.ACKED.labels(*self._labels).inc(len(done))
         metrics.DEAD_LETTERED.labels(*self._labels).inc(len(dead))
         metrics.HANDLE_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
+
+    @contextlib.asynccontextmanager
+    async def _kept_claimed(self, entry_ids: list[str]) -> AsyncIterator[None]:
+        """While the handler works on ``entry_ids``, reset their idle time every third of a claim
+        period (XCLAIM JUSTID: no new delivery is counted). Otherwise, when the handler waits longer
+        than ``claim_idle_ms`` (a model server down), idle consumers claim the entries from this live
+        one again and again, each claim a delivery, until a healthy entry reaches the dead-letter
+        stream. Kept up for at most KEEP_CLAIMED_PERIODS periods: a hung handler's entries are still
+        claimed by the others in the end."""
+
+        async def refresh() -> None:
+            for _ in range(3 * KEEP_CLAIMED_PERIODS):
+                await asyncio.sleep(self.settings.claim_idle_ms / 3000)
+                with contextlib.suppress(*TRANSIENT_ERRORS):
+                    await self.redis.xclaim(self.stream, self.group, self.consumer, 0, entry_ids, justid=True)
+
+        task = asyncio.create_task(refresh())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _already_handled(self, deliveries: list[Delivery]) -> set[str]:
         if not self.settings.dedupe_ttl_s or not deliveries:
