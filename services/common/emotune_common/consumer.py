@@ -332,8 +332,13 @@ class StreamConsumer:
         async def refresh() -> None:
             for _ in range(3 * KEEP_CLAIMED_PERIODS):
                 await asyncio.sleep(self.settings.claim_idle_ms / 3000)
-                with contextlib.suppress(*TRANSIENT_ERRORS):
+                try:
                     await self.redis.xclaim(self.stream, self.group, self.consumer, 0, entry_ids, justid=True)
+                except TRANSIENT_ERRORS:
+                    continue
+                except ResponseError as e:  # e.g. a Redis user without XCLAIM: the handler goes on regardless
+                    log.warning("keep_claimed_failed", stream=self.stream, group=self.group, error=str(e))
+                    return
 
         task = asyncio.create_task(refresh())
         try:
