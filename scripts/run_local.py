@@ -1,9 +1,11 @@
-"""Start emotune on one machine (``make run``): Redis when none answers, then every service, under honcho.
+"""Start emotune on one machine (``make run``): Redis and the frames Redis when none answers, then every
+service, under honcho.
 
 The services are those of the Procfile (``EMOTUNE_PROCFILE``, default ./Procfile), the same
 commands and settings names that docker-compose.yml runs. One Ctrl-C stops everything: honcho
 sends SIGTERM to every process, each finishes its work in hand, and Redis exits last of all
-with its data written to .run/redis (AOF).
+with its data written to .run/redis (AOF). The frames Redis (``EMOTUNE_FRAMES_REDIS_URL``, default
+port 6380) keeps nothing on disk: a camera frame never reaches one.
 """
 
 from __future__ import annotations
@@ -90,38 +92,45 @@ def announce_page(url: str) -> None:
     print(f"\n  emotune: open http://127.0.0.1:{port}/#key={key}\n", flush=True)
 
 
+def redis_command(url: str, persistent: bool) -> str:
+    """A redis-server for ``url`` on this machine: the main one keeps its data in .run/redis (AOF); the
+    frames Redis keeps nothing on disk, as in docker-compose.yml."""
+    parsed = urlparse(url)
+    if parsed.hostname not in LOCAL_HOSTS:
+        raise SystemExit(f"no Redis answers at {url}, and it is not on this machine")
+    data = ROOT / ".run" / ("redis" if persistent else "redis-frames")  # the frames Redis writes nothing there
+    data.mkdir(parents=True, exist_ok=True)
+    command = f"{find_redis_server()} --port {parsed.port or 6379} --bind 127.0.0.1 --dir {data} --save ''"
+    command += " --appendonly yes" if persistent else " --appendonly no"
+    if parsed.password:
+        command += f" --requirepass {parsed.password}"
+    return command
+
+
 def main() -> int:
     url = os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    # raw uploaded frames go through a Redis of their own that keeps nothing on disk
+    frames_url = os.environ.setdefault("EMOTUNE_FRAMES_REDIS_URL", "redis://127.0.0.1:6380/0")
     # the inference workers talk to the embedded model server
     os.environ.setdefault("MODEL_SERVER", f"127.0.0.1:{os.environ.get('EMOTUNE_MODELSERVER_PORT', '8500')}")
     # the Procfile's `python` is this virtualenv's
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     procfile = Path(os.environ.get("EMOTUNE_PROCFILE", ROOT / "Procfile"))
+    entries = parse_procfile(procfile.read_text()).processes if procfile.exists() else {}
     manager = Manager()
     names: list[str] = []
-    if redis_answers(url):
-        print(f"using the Redis at {url}", flush=True)
-    else:
-        parsed = urlparse(url)
-        if parsed.hostname not in LOCAL_HOSTS:
-            raise SystemExit(f"no Redis answers at {url}, and it is not on this machine")
-        data = ROOT / ".run" / "redis"
-        data.mkdir(parents=True, exist_ok=True)
-        command = (
-            f"{find_redis_server()} --port {parsed.port or 6379} --bind 127.0.0.1 --dir {data}"
-            " --appendonly yes --save ''"
-        )
-        if parsed.password:
-            command += f" --requirepass {parsed.password}"
-        manager.add_process("redis", command, cwd=str(ROOT))
-        names.append("redis")
-    entries = parse_procfile(procfile.read_text()).processes if procfile.exists() else {}
+    for name, redis_url, persistent in (("redis", url, True), ("redis-frames", frames_url, False)):
+        if redis_answers(redis_url):
+            print(f"using the Redis at {redis_url}", flush=True)
+        elif entries and (persistent or redis_url != url):
+            manager.add_process(name, redis_command(redis_url, persistent), cwd=str(ROOT))
+            names.append(name)
+    if not entries:
+        print("nothing to start: the Procfile names no service", flush=True)
+        return 0
     for name, command in entries.items():
         manager.add_process(name, command, cwd=str(ROOT))
         names.append(name)
-    if not names:
-        print("nothing to start: Redis answers and the Procfile names no service", flush=True)
-        return 0
     print(f"starting {', '.join(names)}; Ctrl-C stops everything", flush=True)
     if "gateway" in names:
         threading.Thread(target=announce_page, args=(url,), daemon=True).start()

@@ -305,3 +305,38 @@ async def _owned_by(redis, stream: str, consumer: str) -> bool:
 
 async def _acked_all(redis, stream: str, n: int) -> bool:
     return await redis.exists(stream) and await redis.xlen(stream) >= n
+
+
+async def test_outputs_to_another_redis_are_written_before_the_entry_is_acknowledged(aredis, names, redis_server):
+    """Capture reads frames from the frames Redis and writes crops to the main one: no transaction spans
+    the two, so the outputs go first. While the output's Redis is down nothing is acknowledged; once it is
+    back every entry has its output, and nothing is left pending."""
+    src, dst = names("frames"), names("faces")
+    sent = crops(40)
+    await StreamProducer(aredis, src, maxlen=10_000).publish_many(sent)
+    elsewhere = connect(redis_server.url)
+    consumer = StreamConsumer(aredis, src, "capture", echo_handler(StreamProducer(elsewhere, dst, 10_000)),
+                              settings=FAST, message_type=messages_pb2.FaceCrop)  # fmt: skip
+    await asyncio.to_thread(redis_server.stop)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await wait_for(lambda: _delivered(aredis, src, "capture", 10), 20, "a batch delivered while dst is down")
+        await asyncio.sleep(3.0)  # long enough for more than max_deliveries re-reads, had the batch been dropped
+        pending = await aredis.xpending(src, "capture")
+        assert pending["pending"] >= 10, pending  # delivered, and not acknowledged without its output
+        assert not await aredis.exists(dead_letter_stream(src))  # held, not re-read into the dead letters
+        await asyncio.to_thread(redis_server.start)
+        await wait_for(lambda: _acked(aredis, src, 40), 30, "every entry acknowledged once dst is back")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert set(await crop_ids_in(elsewhere, dst)) == {c.header.id for c in sent}
+    assert not await aredis.exists(dst)  # nothing went to the input's Redis
+    assert not await aredis.exists(dead_letter_stream(src))
+    await elsewhere.aclose()
+
+
+async def _delivered(redis, stream: str, group: str, n: int) -> bool:
+    groups = await redis.xinfo_groups(stream)
+    return bool(groups) and int(groups[0]["entries-read"] or 0) >= n

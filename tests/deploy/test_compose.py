@@ -44,23 +44,51 @@ def test_compose_refuses_to_start_without_each_redis_password(missing):
     assert done.returncode != 0 and f"set {missing}" in done.stderr
 
 
-def test_redis_has_a_user_per_service_and_each_service_connects_as_its_own():
+def rendered_acl_template(service: dict) -> str:
+    """The template a Redis service renders its users from: the entrypoint renders the command's first word."""
+    entrypoint = " ".join(service["entrypoint"])
+    assert "sh /etc/emotune/render-acl.sh /etc/emotune/$$template > /tmp/users.acl" in entrypoint
+    assert 'exec docker-entrypoint.sh "$$@"' in entrypoint
+    command = service["command"]
+    assert command[1] == "redis-server" and command[command.index("--aclfile") + 1] == "/tmp/users.acl"
+    assert "--requirepass" not in command
+    return command[0]
+
+
+@pytest.mark.parametrize(("server", "template"), [("redis", "users.acl.template"),
+                                                  ("redis-frames", "frames-users.acl.template")])  # fmt: skip
+def test_both_redis_servers_have_a_user_per_service_and_each_service_connects_as_its_own(server, template):
     services = all_profiles_config()["services"]
-    redis = services["redis"]
-    command = redis["command"]
-    assert command[command.index("--aclfile") + 1] == "/tmp/users.acl" and "--requirepass" not in command
-    assert "render-acl.sh /etc/emotune/users.acl.template > /tmp/users.acl" in " ".join(redis["entrypoint"])
+    redis = services[server]
+    assert rendered_acl_template(redis) == template
     assert f"{ROOT / 'deploy' / 'redis'}:/etc/emotune:ro" in redis["volumes"]
     assert {k: redis["environment"][k] for k in PASSWORDS} == PASSWORDS  # the passwords, from the environment
     assert redis["environment"]["REDISCLI_AUTH"] == "test-password"  # the health check, as the administrator
-    template = (ROOT / "deploy" / "redis" / "users.acl.template").read_text()
-    assert "user default on >${REDIS_PASSWORD} " in template
+    text = (ROOT / "deploy" / "redis" / template).read_text()
+    assert "user default on >${REDIS_PASSWORD} " in text
     built = {name for name, service in services.items() if "build" in service and name != "modelserver"}
     assert built == set(REDIS_USERS)  # the model server keeps nothing in Redis
+    # the frames Redis: only the services that handle raw frames
+    users = REDIS_USERS if server == "redis" else {k: REDIS_USERS[k] for k in ("capture", "gateway")}
+    setting = "REDIS_URL" if server == "redis" else "EMOTUNE_FRAMES_REDIS_URL"
     for name, var in REDIS_USERS.items():
-        assert f"user {name} on >${{{var}}} resetchannels -@all" in template, name
-        url = services[name]["environment"]["REDIS_URL"]
-        assert url == f"redis://{name}:{name}-password@redis:6379/0", name
+        line = f"user {name} on >${{{var}}} resetchannels -@all"
+        assert (line in text) == (name in users), name
+        url = services[name]["environment"].get(setting)
+        assert url == (f"redis://{name}:{name}-password@{server}:6379/0" if name in users else None), name
+
+
+def test_raw_frames_go_through_a_redis_that_keeps_nothing_on_disk():
+    services = all_profiles_config()["services"]
+    frames = services["redis-frames"]
+    command = frames["command"]
+    assert command[command.index("--save") + 1] == "" and command[command.index("--appendonly") + 1] == "no"
+    assert frames["tmpfs"] == ["/data"] and not any(":/data" in v for v in frames["volumes"])
+    assert "ports" not in frames  # only the gateway and capture reach it
+    main = (ROOT / "deploy" / "redis" / "users.acl.template").read_text()
+    assert "~emotune:frames" not in main  # no service may write a frame to the Redis that persists
+    for name in ("capture", "gateway"):
+        assert services[name]["depends_on"]["redis-frames"]["condition"] == "service_healthy"
 
 
 def test_services_restart_and_wait_for_a_healthy_redis():

@@ -40,7 +40,8 @@ def test_run_starts_redis_and_services_and_one_ctrl_c_stops_everything(tmp_path)
     url = f"redis://127.0.0.1:{port}/0"
     procfile = tmp_path / "Procfile"
     procfile.write_text(f"worker: {sys.executable} -m tests.common.echo_worker {url} faces emotions inference w1\n")
-    env = {**os.environ, "REDIS_URL": url, "EMOTUNE_PROCFILE": str(procfile), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "REDIS_URL": url, "EMOTUNE_FRAMES_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "EMOTUNE_PROCFILE": str(procfile), "PYTHONUNBUFFERED": "1"}  # fmt: skip
     run = subprocess.Popen(
         [sys.executable, "scripts/run_local.py"],
         cwd=ROOT,
@@ -82,30 +83,33 @@ def test_make_run_turns_an_uploaded_frame_into_emotion_events_and_stops_cleanly(
     from emotune_common.ids import make_header
 
     redis_port, grpc_port = free_port(), free_port()
-    url = f"redis://127.0.0.1:{redis_port}/0"
-    env = {**os.environ, "REDIS_URL": url, "EMOTUNE_MODELSERVER_PORT": str(grpc_port),
-           "EMOTUNE_RECOMMENDER_PORT": str(free_port())}  # fmt: skip
+    url, frames_url = f"redis://127.0.0.1:{redis_port}/0", f"redis://127.0.0.1:{free_port()}/0"
+    env = {**os.environ, "REDIS_URL": url, "EMOTUNE_FRAMES_REDIS_URL": frames_url,
+           "EMOTUNE_MODELSERVER_PORT": str(grpc_port), "EMOTUNE_RECOMMENDER_PORT": str(free_port())}  # fmt: skip
     env.pop("EMOTUNE_PROCFILE", None)
     env.pop("MODEL_SERVER", None)
     run = subprocess.Popen([sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    client = redis.Redis.from_url(url)
+    client, frames = redis.Redis.from_url(url), redis.Redis.from_url(frames_url)
     try:
-        wait_until(lambda: answers(client), 30, "Redis to answer")
+        wait_until(lambda: answers(client) and answers(frames), 30, "both Redis servers to answer")
+        assert frames.config_get("appendonly") == {"appendonly": "no"} and frames.config_get("save") == {"save": ""}
         photo = (DATA_DIR / "images" / "two_people.jpg").read_bytes()
         frame = messages_pb2.Frame(header=make_header("s1", "alice"), image=photo, content_type="image/jpeg")
-        client.xadd("emotune:frames", {"type": "emotune.v1.Frame", "pb": frame.SerializeToString()})
+        frames.xadd("emotune:frames", {"type": "emotune.v1.Frame", "pb": frame.SerializeToString()})
 
         def alices() -> list[messages_pb2.EmotionEvent]:  # .run/redis may hold earlier runs' events
             events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange("emotune:emotions")]
             return [e for e in events if e.header.user_id == "alice" and e.header.session_id == "s1"]
 
         wait_until(lambda: len(alices()) >= 2, 120, "two emotion events from the uploaded photo")
+        assert not client.exists("emotune:frames"), "a frame reached the Redis that keeps its data on disk"
     finally:
         os.killpg(run.pid, signal.SIGINT)
         output, _ = run.communicate(timeout=60)
-    for name in ("redis", "modelserver", "capture", "inference"):
+    for name in ("redis", "redis-frames", "modelserver", "capture", "inference"):
         assert name in output
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", grpc_port)) != 0, "the model server still listens after Ctrl-C"
-    wait_until(lambda: not answers(client), 10, "Redis to stop after Ctrl-C")
+    wait_until(lambda: not (answers(client) or answers(frames)), 10, "both Redis servers to stop after Ctrl-C")
+    assert list((ROOT / ".run" / "redis-frames").iterdir()) == [], "the frames Redis wrote to disk"

@@ -25,7 +25,7 @@ from emotune_common.consumer import StreamConsumer
 from emotune_common.lifecycle import run_service, serve_ops, stop_on_signals
 from emotune_common.logs import configure_logging, get_logger
 from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import connect
+from emotune_common.redis_client import connect, connect_or_reuse
 from emotune_common.sources import SourceError, parse_source
 from emotune_common.streams import FACES, FRAMES
 
@@ -48,9 +48,10 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     jobs: list[tuple[str, Coroutine[Any, Any, Any]]] = [
         (spec.name, SourceRunner(spec, tracker(settings, i), faces).run(stop)) for i, spec in enumerate(specs)
     ]
+    frames_redis = connect_or_reuse(settings.frames_url(), redis, settings.redis_url)
     if settings.capture_uploads:
         consumer = StreamConsumer(
-            redis, FRAMES, "capture",
+            frames_redis, FRAMES, "capture",
             upload_handler(FaceDetector(settings.detector_options()), faces, settings.max_frame_pixels),
             consumer=settings.consumer_name or None, settings=settings.stream, message_type=messages_pb2.Frame,
         )  # fmt: skip
@@ -65,7 +66,7 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
         )
 
     async def ready() -> bool:
-        return bool(await redis.ping())
+        return bool(await redis.ping()) and bool(await frames_redis.ping())
 
     ops = asyncio.create_task(serve_ops(settings.metrics_port, ready, stop))
     results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
@@ -73,6 +74,8 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     stop.set()
     await ops
     await redis.aclose()
+    if frames_redis is not redis:
+        await frames_redis.aclose()
     if failed:  # each was logged when it failed; a supervisor should see the service fail too
         raise SystemExit(f"failed: {', '.join(failed)}")
 

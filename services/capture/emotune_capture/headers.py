@@ -5,7 +5,8 @@ pixel limit is 2^30), and PIL is not a dependency of capture. Both formats state
 the start: PNG in its first chunk (IHDR, fixed position), JPEG in its frame header (SOFn), found by
 walking the marker segments that come before it. That is a few dozen lines, reads at most the
 header, and lets the caller refuse a 10000x10000 frame before anything is allocated. For a PNG the
-lengths of its chunks are checked against the data too (see :func:`_check_png_chunks`).
+lengths of its chunks are checked against the data too, and its pixels (IDAT) must come
+before its end (see :func:`_check_png_chunks`).
 """
 
 from __future__ import annotations
@@ -50,10 +51,14 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def _check_png_chunks(data: bytes) -> None:
-    """Every chunk must fit in the data: OpenCV's PNG reader allocates a chunk's stated length before
-    reading it, so 53 bytes stating a 2.6 GB chunk cost 4 GB of memory (found by fuzz/fuzz_frames.py).
-    Reads the 8-byte chunk headers only, up to IEND."""
+    """Every chunk OpenCV reads must fit in the data: its PNG reader allocates a chunk's stated length
+    before reading it, so 53 bytes stating a 2.6 GB chunk cost 4 GB of memory (found by fuzz/fuzz_frames.py).
+
+    OpenCV reads the chunks up to the first IDAT, and does not stop at IEND: an IEND before any IDAT
+    would let it read the bytes after IEND as chunks, which are not checked here (trailing bytes after
+    IEND are tolerated), so that PNG is refused. Reads the 8-byte chunk headers only, up to IEND."""
     at = len(PNG_SIGNATURE)
+    seen_idat = False
     while at < len(data):
         if at + 8 > len(data):
             raise HeaderError("PNG ends inside a chunk header")
@@ -62,7 +67,10 @@ def _check_png_chunks(data: bytes) -> None:
         if end > len(data):
             raise HeaderError(f"PNG chunk {kind!r} of {length} bytes runs past the end of the image")
         if kind == b"IEND":
+            if not seen_idat:
+                raise HeaderError("PNG ends (IEND) before its image data (IDAT)")
             return
+        seen_idat = seen_idat or kind == b"IDAT"
         at = end
 
 

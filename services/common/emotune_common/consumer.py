@@ -10,7 +10,8 @@ The loop, for one consumer of one group:
 
 Each batch is decoded and handed to the handler. What the handler returns to publish is written in
 one MULTI/EXEC transaction together with the XACK of the handled entries, so an entry is
-acknowledged only when its output is written, and never without it. Entries that fail stay pending
+acknowledged only when its output is written, and never without it (outputs to another Redis are
+written just before the transaction, see ``_commit``). Entries that fail stay pending
 and come back through step 2; at the ``max_deliveries``-th failed delivery an entry goes to
 ``emotune:dlq:<stream>`` with the reason. Message ids that were handled are remembered for
 ``dedupe_ttl_s``, so an entry delivered twice (a slow consumer whose work was claimed) is skipped.
@@ -124,6 +125,7 @@ class StreamConsumer:
         self._backoff = 0.0
         self.expire_every_s = expire_every_s
         self._next_expire = 0.0
+        self._stop: asyncio.Event | None = None
         retention = self.settings.retention_s
         self._expiring: dict[str, StreamProducer] = {  # streams aged out by this consumer; outputs join
             name: StreamProducer(redis, name, maxlen=None, retention_s=retention) for name in (stream, self.dlq)
@@ -134,6 +136,7 @@ class StreamConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand is finished first."""
         log.info("consumer_start", stream=self.stream, group=self.group, consumer=self.consumer)
+        self._stop = stop
         ready = False  # the group exists and this consumer's own pending entries were handled
         while not stop.is_set():
             try:
@@ -377,9 +380,23 @@ class StreamConsumer:
         by_id: dict[str, _Raw],
         handled_ids: list[str],
     ) -> None:
-        """Outputs, dead letters, handled-id marks and the acknowledgement, all or nothing."""
+        """Outputs, dead letters, handled-id marks and the acknowledgement, all or nothing.
+
+        Outputs to another Redis (capture reads frames from a Redis of their own and writes crops to
+        the main one) cannot join the transaction: they are written first, so that an acknowledgement
+        still never comes before its output. A crash between the two delivers the entry again; its
+        outputs are then written twice with the same message ids, and their consumers drop the repeat.
+        """
         if not (publish or done):
             return
+        elsewhere: dict[StreamProducer, list[Message]] = {}
+        for producer, message in publish:
+            if producer.redis is not self.redis:
+                elsewhere.setdefault(producer, []).append(message)
+        for producer, messages in elsewhere.items():
+            await self._publish_elsewhere(producer, messages, done)
+            self._expiring.setdefault(producer.stream, producer)
+        publish = [(p, m) for p, m in publish if p not in elsewhere]
         async with self.redis.pipeline(transaction=True) as tx:
             for producer, message in publish:
                 tx.xadd(producer.stream, encode(message))
@@ -400,6 +417,26 @@ class StreamConsumer:
         for producer, _ in publish:
             self._expiring.setdefault(producer.stream, producer)
             await producer.published(1)
+
+    async def _publish_elsewhere(self, producer: StreamProducer, messages: list[Message], entry_ids: list[str]) -> None:
+        """Write outputs to another Redis, retrying while it is away (until a stop is asked for), the
+        batch held and kept claimed. Reading the entries again instead would count a delivery each
+        time, and a long outage of the other Redis would dead-letter healthy entries."""
+        backoff = 0.1
+        async with self._kept_claimed(entry_ids):
+            while True:
+                try:
+                    await producer.publish_many(messages)
+                    return
+                except TRANSIENT_ERRORS as e:
+                    if self._stop is None or self._stop.is_set():
+                        raise
+                    metrics.RECONNECTS.labels(producer.stream).inc()
+                    log.warning("output_redis_unavailable", stream=producer.stream, error=f"{type(e).__name__}: {e}",
+                                retry_in_s=backoff)  # fmt: skip
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), backoff)
+                    backoff = min(5.0, backoff * 2)
 
     def _dead_letter(self, entry: _Raw, reason: str) -> dict[bytes | str, bytes | str | int]:
         """The original entry plus the reason; an oversized entry keeps only its small fields."""

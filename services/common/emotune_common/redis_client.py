@@ -29,3 +29,12 @@ def connect(url: str, max_connections: int = 200, **kwargs) -> aioredis.Redis:
         **kwargs,
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+def connect_or_reuse(url: str, client: aioredis.Redis, client_url: str) -> aioredis.Redis:
+    """``client`` when ``url`` is its URL, else a new client for ``url``.
+
+    For a second Redis that may be the first (the frames Redis, by default REDIS_URL's): close the
+    result only when it ``is not client``.
+    """
+    return client if url == client_url else connect(url)

@@ -51,3 +51,18 @@ class ServiceSettings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz (0: none)")
     consumer_name: str = Field("", description="Name in the consumer group (default: host and pid)")
     stream: StreamSettings = Field(default_factory=StreamSettings)
+
+
+class FramesSettings(ServiceSettings):
+    """Settings of the services that handle raw uploaded frames (the gateway writes them, capture reads them).
+
+    Raw frames go through a Redis of their own, which should keep nothing on disk (``--save ""
+    --appendonly no``): the main Redis persists its streams, and a camera frame must never reach a disk.
+    """
+
+    frames_redis_url: str = Field(
+        "", description="The Redis of emotune:frames, one that keeps nothing on disk (empty: REDIS_URL)"
+    )
+
+    def frames_url(self) -> str:
+        return self.frames_redis_url or self.redis_url

@@ -17,9 +17,9 @@ import typer
 import uvicorn
 
 from emotune_common.logs import configure_logging
-from emotune_common.redis_client import connect
+from emotune_common.redis_client import connect, connect_or_reuse
 from emotune_gateway import accounts
-from emotune_gateway.privacy import delete_user_data
+from emotune_gateway.privacy import Deleted, delete_user_data
 from emotune_gateway.settings import GatewaySettings
 
 app = typer.Typer(add_completion=False, help="emotune gateway: REST, subscriptions, web page, Spotify")
@@ -94,7 +94,17 @@ def users_list() -> None:
 @users.command("delete")
 def users_delete(user_id: str) -> None:
     """Delete everything about a user, their account and keys included."""
-    deleted = _with_redis(delete_user_data, user_id, True)
+
+    async def go(redis) -> Deleted:
+        settings = GatewaySettings()
+        frames = connect_or_reuse(settings.frames_url(), redis, settings.redis_url)
+        try:
+            return await delete_user_data(redis, user_id, account=True, frames_redis=frames)
+        finally:
+            if frames is not redis:
+                await frames.aclose()
+
+    deleted = _with_redis(go)
     typer.echo(f"deleted {deleted.keys} keys and {deleted.stream_entries} stream entries of {user_id}")
 
 

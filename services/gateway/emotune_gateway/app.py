@@ -16,7 +16,7 @@ from prometheus_client import make_asgi_app
 
 from emotune.v1 import recommender_pb2_grpc
 from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import connect
+from emotune_common.redis_client import connect, connect_or_reuse
 from emotune_common.streams import FEEDBACK, FRAMES
 from emotune_gateway.deps import Clients, make_limiter, parse_limit
 from emotune_gateway.hub import Hub
@@ -34,15 +34,16 @@ and a user reaches only their own data (403 otherwise)."""
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: GatewaySettings = app.state.settings
     redis = connect(settings.redis_url)
+    frames_redis = connect_or_reuse(settings.frames_url(), redis, settings.redis_url)
     # gRPC's reconnect backoff would grow toward 2 minutes while the recommender is away: capped, the
     # gateway's calls get through within 2 s of its return instead of a fraction of the outage later.
     channel = grpc.aio.insecure_channel(settings.recommender_addr, options=[("grpc.max_reconnect_backoff_ms", 2000)])
     hub = Hub(redis, block_ms=settings.stream.block_ms)
     stop = asyncio.Event()
     app.state.clients = Clients(
-        settings=settings, redis=redis, channel=channel,
+        settings=settings, redis=redis, frames_redis=frames_redis, channel=channel,
         recommender=recommender_pb2_grpc.RecommenderStub(channel), hub=hub, spotify=Spotify(settings, redis),
-        frames=StreamProducer(redis, FRAMES, settings.frames_maxlen),
+        frames=StreamProducer(frames_redis, FRAMES, settings.frames_maxlen),
         feedback=StreamProducer(redis, FEEDBACK, settings.feedback_maxlen),
         limiter=make_limiter(), limit=parse_limit(settings.rate_limit),
         frame_limit=parse_limit(settings.frame_rate_limit),
@@ -55,6 +56,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await reader
         await channel.close()
         await redis.aclose()
+        if frames_redis is not redis:
+            await frames_redis.aclose()
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -72,12 +75,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Redis answers and the event reader runs",
+    @app.get("/readyz", tags=["health"], summary="Both Redis servers answer and the event reader runs",
              responses={503: {"description": "Not ready"}})  # fmt: skip
     async def readyz() -> JSONResponse:
         clients: Clients = app.state.clients
         try:
-            ok = bool(await clients.redis.ping()) and clients.hub.started.is_set()
+            ok = bool(await clients.redis.ping() and await clients.frames_redis.ping()) and clients.hub.started.is_set()
         except Exception as e:  # not ready, never a crash
             return JSONResponse({"status": "unavailable", "error": str(e)}, status_code=503)
         return JSONResponse({"status": "ready" if ok else "unavailable"}, status_code=200 if ok else 503)

@@ -27,6 +27,7 @@ class Clients:
 
     settings: GatewaySettings
     redis: aioredis.Redis
+    frames_redis: aioredis.Redis  #: emotune:frames (the same client as redis unless set apart)
     channel: grpc.aio.Channel
     recommender: recommender_pb2_grpc.RecommenderStub
     hub: Hub

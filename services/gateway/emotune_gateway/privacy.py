@@ -16,7 +16,7 @@ from emotune_common.codec import DecodeError, decode
 from emotune_common.keys import CAPTURE_SESSIONS, api_key_index, user_key, user_key_kind, user_key_pattern
 from emotune_common.streams import EMOTIONS, FACES, FEEDBACK, FRAMES, RECOMMENDATIONS, dead_letter_stream
 
-STREAMS = (FRAMES, FACES, EMOTIONS, RECOMMENDATIONS, FEEDBACK)
+STREAMS = (FACES, EMOTIONS, RECOMMENDATIONS, FEEDBACK)  #: in the main Redis; FRAMES in the frames Redis
 KEPT_WITH_ACCOUNT = ("account", "apikeys")
 
 
@@ -50,8 +50,13 @@ async def _delete_stream_entries(redis: aioredis.Redis, stream: str, user_id: st
         start = "(" + entries[-1][0].decode()
 
 
-async def delete_user_data(redis: aioredis.Redis, user_id: str, account: bool = False) -> Deleted:
-    """Delete what emotune holds about ``user_id``; ``account=True`` also removes the account and keys."""
+async def delete_user_data(
+    redis: aioredis.Redis, user_id: str, account: bool = False, frames_redis: aioredis.Redis | None = None
+) -> Deleted:
+    """Delete what emotune holds about ``user_id``; ``account=True`` also removes the account and keys.
+
+    ``frames_redis``: the Redis of emotune:frames, when it is not ``redis``.
+    """
     result = Deleted()
     sessions = [s.decode() for s in await redis.zrange(user_key(user_id, "sessions"), 0, -1)]
     if sessions:
@@ -67,7 +72,7 @@ async def delete_user_data(redis: aioredis.Redis, user_id: str, account: bool = 
             keys.append(key)
     for i in range(0, len(keys), 500):
         result.keys += await redis.delete(*keys[i : i + 500])
-    for stream in STREAMS:
+    for client, stream in [(frames_redis or redis, FRAMES), *((redis, s) for s in STREAMS)]:
         for name in (stream, dead_letter_stream(stream)):
-            result.stream_entries += await _delete_stream_entries(redis, name, user_id)
+            result.stream_entries += await _delete_stream_entries(client, name, user_id)
     return result

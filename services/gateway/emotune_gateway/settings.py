@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from emotune_common.settings import ServiceSettings, default_data_dir
+from emotune_common.settings import FramesSettings, default_data_dir
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(FramesSettings):
     gateway_host: str = "0.0.0.0"
     gateway_port: int = Field(8000, ge=1, le=65535)
     public_url: str = Field("http://127.0.0.1:8000", description="Where browsers reach the gateway (OAuth redirect)")
