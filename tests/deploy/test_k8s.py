@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import os
 import re
 import shutil
 import socket
@@ -38,6 +40,18 @@ WORKLOADS = {"Deployment", "StatefulSet"}
 KUBERNETES_VERSIONS = ("1.29", latest_version())
 #: The services whose ops server (emotune_common.lifecycle.serve_ops) listens on EMOTUNE_METRICS_PORT.
 OPS_PORT_SERVICES = {"capture", "inference", "recommender", "modelserver"}
+REDIS_DIR = ROOT / "deploy" / "redis"
+SECRET = "emotune-secrets"
+#: The two Redis servers (workload kind, name) and the ACL template in deploy/redis their users come from.
+REDIS_SERVERS = {
+    ("StatefulSet", "redis"): "users.acl.template",
+    ("Deployment", "redis-frames"): "frames-users.acl.template",
+}
+#: The settings that carry a Redis URL, the Redis Service each must lead to, and the services that read them.
+REDIS_URLS = {
+    "REDIS_URL": ("redis", {"capture", "inference", "recommender", "gateway"}),
+    "EMOTUNE_FRAMES_REDIS_URL": ("redis-frames", {"capture", "gateway"}),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -158,7 +172,7 @@ def test_only_one_autoscaler_acts_on_the_inference_workers():
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_every_object_is_valid_against_the_kubernetes_schemas(version):
-    checked = 0
+    checked = set()
     for o in all_objects():
         if o["kind"] in KEDA_KINDS:
             continue
@@ -166,8 +180,10 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(version):
             kubernetes_validate.validate(o, version, strict=True)
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{key(o)}: {'.'.join(map(str, e.path))}: {e.message}")
-        checked += 1
-    assert checked >= 15
+        checked.add(key(o))
+    new = {("ConfigMap", NAMESPACE, "emotune-redis-acl"), ("Service", NAMESPACE, "redis-frames"),
+           ("Deployment", NAMESPACE, "redis-frames"), ("StatefulSet", NAMESPACE, "redis")}  # fmt: skip
+    assert new <= checked and len(checked) >= 18
 
 
 def test_the_kubernetes_validation_is_strict():
@@ -229,34 +245,130 @@ def test_the_settings_configmap_equals_deploy_emotune_env():
     )
 
 
-def test_render_settings_agrees():
+def test_the_redis_acl_configmap_holds_deploy_redis_as_it_is():
+    configmap = one("keda", "ConfigMap", "emotune-redis-acl")
+    assert configmap["data"] == {p.name: p.read_text() for p in REDIS_DIR.iterdir() if p.is_file()}, (
+        "deploy/k8s/base/redis-acl.yaml is out of date: python deploy/k8s/render_settings.py"
+    )
+
+
+def test_the_generated_configmaps_are_up_to_date():
     done = subprocess.run([sys.executable, str(K8S / "render_settings.py"), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 
-def test_every_emotune_container_reads_the_settings_then_the_secret():
-    for name, pod in pod_specs("keda"):
+def emotune_containers(variant: str = "keda") -> dict[str, dict]:
+    """emotune's own container of each workload, by workload name."""
+    return {name: c for name, pod in pod_specs(variant) for c in containers(pod) if c["image"].startswith("emotune/")}
+
+
+def secret_values() -> dict[str, str]:
+    return one("keda", "Secret", SECRET)["stringData"]
+
+
+def secret_env(container: dict) -> dict[str, str]:
+    """A container's env entries that come from the Secret: variable name -> key."""
+    env = {}
+    for entry in container.get("env", []):
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            assert ref["name"] == SECRET and ref["key"] in secret_values(), entry
+            assert not ref.get("optional"), entry
+            env[entry["name"]] = ref["key"]
+    return env
+
+
+def test_every_emotune_container_reads_the_settings_and_only_its_own_secrets():
+    for name, container in emotune_containers().items():
+        # no secretRef: the Secret holds every service's password, and each container names its own keys
+        assert container.get("envFrom") == [{"configMapRef": {"name": "emotune-settings"}}], name
+        assert {e["name"] for e in container.get("env", [])} == set(secret_env(container)), name
+    for _, pod in pod_specs("keda"):
         for container in containers(pod):
-            if container["image"].startswith("emotune/"):
-                # the Secret last: its REDIS_URL (with the password) wins over any in the ConfigMap
-                assert container.get("envFrom") == [
-                    {"configMapRef": {"name": "emotune-settings"}},
-                    {"secretRef": {"name": "emotune-secrets"}},
-                ], name
+            assert not [s for s in container.get("envFrom", []) if "secretRef" in s], container["name"]
 
 
-def test_the_secret_template_holds_the_secrets_and_a_redis_url_that_matches():
-    secret = one("keda", "Secret", "emotune-secrets")
-    values = secret["stringData"]
-    assert set(values) == {"REDIS_PASSWORD", "REDIS_URL", "SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET"}
-    url = urlsplit(values["REDIS_URL"])
-    assert (url.scheme, url.password, url.path) == ("redis", values["REDIS_PASSWORD"], "/0")
-    assert_service_port("keda", url.hostname, url.port)
-    redis = one("keda", "StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
-    assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
-    assert {"name": "emotune-secrets", "key": "REDIS_PASSWORD"} in [
-        e["valueFrom"]["secretKeyRef"] for e in redis["env"] if e["name"] == "REDIS_PASSWORD"
-    ]
+def test_the_secret_template_holds_a_password_per_redis_user_and_the_urls_that_carry_them():
+    values = secret_values()
+    users = {"capture", "inference", "recommender", "gateway"}
+    passwords = {"REDIS_PASSWORD"} | {f"REDIS_{u.upper()}_PASSWORD" for u in users}
+    urls = {f"{u.upper()}_REDIS_URL" for u in users} | {"CAPTURE_FRAMES_REDIS_URL", "GATEWAY_FRAMES_REDIS_URL"}
+    assert set(values) == passwords | urls | {"SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET"}
+    assert len({values[p] for p in passwords}) == len(passwords), "each user has a password of its own"
+
+
+def rendered_acl(server: tuple[str, str], workdir: Path) -> str:
+    """Run a Redis pod's init container as the pod would (its command, its env from the Secret template, its
+    volumes: the ConfigMap's files and empty dirs) and return the file the server reads with --aclfile."""
+    pod = one("keda", *server)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for name, volume in volumes.items():
+        (workdir / name).mkdir()
+        if "configMap" in volume:
+            for file, text in one("keda", "ConfigMap", volume["configMap"]["name"])["data"].items():
+                (workdir / name / file).write_text(text)
+
+    def local(container: dict, text: str) -> str:
+        mounts = {m["mountPath"]: workdir / m["name"] for m in container["volumeMounts"]}
+        pattern = "|".join(re.escape(path) for path in sorted(mounts, key=len, reverse=True))
+        return re.sub(f"({pattern})(?=/)", lambda m: str(mounts[m.group(1)]), text)
+
+    [init] = pod["initContainers"]
+    env = {name: secret_values()[k] for name, k in secret_env(init).items()}
+    done = subprocess.run([local(init, arg) for arg in init["command"]], env={"PATH": os.environ["PATH"], **env},
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [server_container] = pod["containers"]
+    args = server_container["args"]
+    return Path(local(server_container, args[args.index("--aclfile") + 1])).read_text()
+
+
+@pytest.mark.parametrize("server", sorted(REDIS_SERVERS), ids=lambda s: s[1])
+def test_each_redis_renders_its_users_as_render_acl_sh_does_from_the_template(server, tmp_path):
+    """The init container, run on the ConfigMap's copy of deploy/redis, writes the very file that render-acl.sh
+    writes from deploy/redis itself, with the Secret's passwords; and the server reads that file."""
+    workdir = tmp_path / "pod"
+    workdir.mkdir()
+    acl = rendered_acl(server, workdir)
+    template = REDIS_DIR / REDIS_SERVERS[server]
+    env = {name: secret_values()[name] for name in template_passwords(template)}  # compose's names, the Secret's keys
+    done = subprocess.run(["sh", str(REDIS_DIR / "render-acl.sh"), str(template)], env={"PATH": os.environ["PATH"],
+                          **env}, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert acl == done.stdout
+    assert f"user default on #{sha256(secret_values()['REDIS_PASSWORD'])} " in acl
+
+
+def template_passwords(template: Path) -> set[str]:
+    """The variables whose values render-acl.sh hashes into the ACL file: >${NAME} outside comments."""
+    lines = [line for line in template.read_text().splitlines() if not line.lstrip().startswith("#")]
+    return set(re.findall(r">\$\{([A-Z0-9_]+)\}", "\n".join(lines)))
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_each_service_connects_to_each_redis_as_its_own_user(tmp_path):
+    """The password in a service's URL is the one its user of that Redis was rendered with (the Secret's
+    REDIS_<SERVICE>_PASSWORD), the user is the service's, and the URL leads to that Redis's Service."""
+    acls = {}
+    for server in REDIS_SERVERS:
+        (tmp_path / server[1]).mkdir()
+        acls[server[1]] = rendered_acl(server, tmp_path / server[1])
+    values = secret_values()
+    for name, container in emotune_containers().items():
+        env = secret_env(container)
+        for setting, (service, readers) in REDIS_URLS.items():
+            if name not in readers:
+                assert setting not in env, f"{name} gets {setting}"
+                continue
+            url = urlsplit(values[env[setting]])
+            assert (url.scheme, url.username, url.port, url.path) == ("redis", name, 6379, "/0"), f"{name} {setting}"
+            assert url.hostname.partition(".")[0] == service, f"{name} {setting}"
+            assert_service_port("keda", url.hostname, url.port)
+            assert url.password == values[f"REDIS_{name.upper()}_PASSWORD"], f"{name} {setting}"
+            assert f"user {name} on #{sha256(url.password)} " in acls[service], f"{name} {setting}"
 
 
 def assert_service_port(variant: str, host: str, port: int) -> None:
@@ -324,6 +436,11 @@ def test_every_volume_claim_config_map_and_secret_a_pod_names_exists():
                     for kind, ref in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
                         if ref in source:
                             assert (kind, source[ref]["name"]) in names, workload
+                for entry in container.get("env", []):
+                    ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                    if ref is not None:
+                        secret = one(variant, "Secret", ref["name"])
+                        assert ref["key"] in secret["stringData"], f"{workload}: {entry['name']}"
 
 
 # --- containers ----------------------------------------------------------------------------------------------
@@ -437,6 +554,49 @@ def test_tensorflow_serving_runs_as_in_compose():
             assert "persistentVolumeClaim" in volumes[mount["name"]], target
 
 
+@pytest.mark.parametrize("server", sorted(REDIS_SERVERS), ids=lambda s: s[1])
+def test_each_redis_runs_as_in_compose(server):
+    service = compose()["services"][server[1]]
+    pod = one("keda", *server)["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    [container] = pod["containers"]
+    assert container["image"] == init["image"] == service["image"]
+    # compose's entrypoint renders the template its command names first, then runs the rest of the command
+    template, *command = service["command"]
+    assert template == REDIS_SERVERS[server]
+    assert container["args"] == command, f"the command of docker-compose.yml's {server[1]}"
+    aclfile = command[command.index("--aclfile") + 1]
+    assert re.search(rf"render-acl\.sh \S+ > {re.escape(aclfile)} ", service["entrypoint"][2])
+    assert init["command"] == ["sh", "-c", f"sh /etc/emotune/render-acl.sh /etc/emotune/{template} > {aclfile}"]
+
+
+@pytest.mark.parametrize("server", sorted(REDIS_SERVERS), ids=lambda s: s[1])
+def test_each_redis_reads_its_users_from_an_acl_file_rendered_into_memory(server):
+    pod = one("keda", *server)["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert "--requirepass" not in args
+    aclfile = Path(args[args.index("--aclfile") + 1])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    def volume_of(c: dict, path: Path) -> dict:
+        [mount] = [m for m in c["volumeMounts"] if path.is_relative_to(m["mountPath"])]
+        return {**mount, **volumes[mount["name"]]}
+
+    written, read = volume_of(init, aclfile), volume_of(container, aclfile)
+    assert written["name"] == read["name"], "the server reads the file the init container writes"
+    assert written["emptyDir"].get("medium") == "Memory" and read.get("readOnly") is True
+    template = Path("/etc/emotune") / REDIS_SERVERS[server]
+    assert init["command"][-1].endswith(f" {template} > {aclfile}")
+    assert volume_of(init, template)["configMap"]["name"] == "emotune-redis-acl"
+    assert volume_of(init, template.with_name("render-acl.sh"))["configMap"]["name"] == "emotune-redis-acl"
+    names = template_passwords(REDIS_DIR / REDIS_SERVERS[server])
+    assert set(secret_env(init)) == names, "the init container gets the passwords its template names, no more"
+    assert secret_env(init) == {n: n for n in names}
+    assert secret_env(container) == {"REDISCLI_AUTH": "REDIS_PASSWORD"}, "the server itself: the admin's, for probes"
+
+
 def test_redis_keeps_its_data_with_aof_on_a_volume():
     redis = one("keda", "StatefulSet", "redis")
     container = redis["spec"]["template"]["spec"]["containers"][0]
@@ -445,6 +605,24 @@ def test_redis_keeps_its_data_with_aof_on_a_volume():
     assert args[args.index("--appendonly") + 1] == "yes"
     [template] = redis["spec"]["volumeClaimTemplates"]
     assert {"name": template["metadata"]["name"], "mountPath": "/data"} in container["volumeMounts"]
+
+
+def test_the_frames_redis_keeps_nothing_on_disk():
+    frames = one("keda", "Deployment", "redis-frames")
+    pod = frames["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--save") + 1] == "", "no RDB snapshots"
+    assert args[args.index("--appendonly") + 1] == "no", "no AOF"
+    # one server behind the Service, never two at once (they would split the stream)
+    assert frames["spec"]["replicas"] == 1 and frames["spec"]["strategy"] == {"type": "Recreate"}
+    [data] = [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[data["name"]]["emptyDir"].get("medium") == "Memory", "its working directory is in memory"
+    for name, volume in volumes.items():  # nothing of the pod is on a disk
+        assert volume.get("emptyDir", {}).get("medium") == "Memory" or "configMap" in volume, name
+    main = one("keda", "StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
+    assert quantity(container["resources"]["limits"]["memory"]) < quantity(main["resources"]["limits"]["memory"])
 
 
 def test_the_recommender_keeps_its_models_and_reads_the_data():

@@ -5,6 +5,7 @@ Secret, nothing is given that no service reads, and the README documents every o
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic_settings import BaseSettings
@@ -51,7 +52,9 @@ def env_file(path) -> dict[str, str]:
 
 READ = {service: env_names(cls) for service, cls in SERVICES.items()}
 ALL_READ = set().union(*READ.values())
-SECRETS = {"REDIS_URL", "SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET"}
+SECRETS = {"REDIS_URL", "EMOTUNE_FRAMES_REDIS_URL", "SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET"}
+#: The secrets that carry a Redis URL (and so a user and its password), and the Redis Service each leads to.
+REDIS_URLS = {"REDIS_URL": "redis", "EMOTUNE_FRAMES_REDIS_URL": "redis-frames"}
 
 
 def test_the_env_file_holds_every_setting_but_the_secrets_and_nothing_else():
@@ -75,20 +78,39 @@ def kubernetes_objects() -> list[dict]:
             if isinstance(d, dict) and "kind" in d]  # fmt: skip
 
 
+def emotune_containers(objects: list[dict]) -> dict[str, dict]:
+    """emotune's own container of each workload, by service (its image's name)."""
+    found = {}
+    for o in objects:
+        for container in o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            if container["image"].startswith("emotune/"):
+                found[container["image"].removeprefix("emotune/").partition(":")[0]] = container
+    return found
+
+
 def test_kubernetes_gives_every_setting_and_nothing_unknown():
     objects = kubernetes_objects()
-    secrets = {k for o in objects if o["kind"] == "Secret" for k in {**o.get("stringData", {}), **o.get("data", {})}}
-    assert secrets >= SECRETS, "the Secret lacks settings"
+    [secret] = [o for o in objects if o["kind"] == "Secret"]
+    values = {**secret.get("stringData", {}), **secret.get("data", {})}
     configmaps = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "emotune-settings"]
     given = set(configmaps[0]["data"]) if configmaps else set(env_file(ROOT / "deploy" / "emotune.env"))
     assert ALL_READ - SECRETS - given == set()
     assert given - ALL_READ == set()
-    for o in objects:  # the env entries of emotune's own containers must be settings too
-        for container in o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
-            if not container["image"].startswith("emotune/"):
-                continue
-            names = {e["name"] for e in container.get("env", [])}
-            assert names - ALL_READ - {"REDIS_PASSWORD"} == set(), f"{o['metadata']['name']}: {names - ALL_READ}"
+    containers = emotune_containers(objects)
+    assert set(containers) == set(SERVICES)
+    for service, container in containers.items():
+        # the settings for all; the secrets one by one, each service only those it reads
+        assert container.get("envFrom") == [{"configMapRef": {"name": "emotune-settings"}}], service
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert set(env) - ALL_READ == set(), f"{service}: {set(env) - ALL_READ}"
+        needs = READ[service] & SECRETS - ({"REDIS_URL"} if service == "modelserver" else set())
+        assert set(env) == needs, f"{service}: secrets given {sorted(env)}, read {sorted(needs)}"
+        for name, entry in env.items():
+            ref = entry["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == secret["metadata"]["name"] and ref["key"] in values, f"{service}: {name}"
+            if name in REDIS_URLS:  # its own user, on the Redis of that setting
+                url = urlsplit(values[ref["key"]])
+                assert (url.username, url.hostname) == (service, REDIS_URLS[name]), f"{service}: {name}"
 
 
 def test_the_readme_documents_every_setting():
