@@ -34,6 +34,7 @@ from emotune_common.settings import StreamSettings
 from emotune_common.streams import FACES, FRAMES, dead_letter_stream
 from emotune_gateway import accounts
 from emotune_gateway.app import create_app
+from emotune_gateway.images import ImageError, check_image
 from emotune_gateway.settings import GatewaySettings
 
 from ..common.helpers import crops, wait_for
@@ -353,3 +354,21 @@ def test_the_model_server_refuses_bad_requests_clearly_and_keeps_serving(model_s
     models = model_service_pb2_grpc.ModelServiceStub(channel)
     assert [v.state for v in models.GetModelStatus(status, timeout=10).model_version_status] == [30]  # AVAILABLE
     channel.close()
+
+
+def test_a_png_that_ends_before_its_pixels_is_refused_before_opencv_reads_past_its_end():
+    """53 bytes: IHDR, IEND, then a chunk header stating 2 GB. OpenCV reads chunks up to the first IDAT,
+    past IEND, and allocated the 2 GB before finding the data missing: a clean-clone run of
+    fuzz/fuzz_frames.py peaked at 2.2 GB of resident memory on such an input."""
+    ihdr = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
+    chunks = [struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+              for kind, body in ((b"IHDR", ihdr), (b"IEND", b""))]  # fmt: skip
+    bomb = b"\x89PNG\r\n\x1a\n" + b"".join(chunks) + struct.pack(">I4s", 0x7FFF_FFF0, b"IDAT")
+    assert len(bomb) == 53
+    with pytest.raises(ValueError, match=r"PNG ends \(IEND\) before its image data \(IDAT\)"):
+        decode_image(bomb)  # refused from its chunk headers: OpenCV never sees it
+    with pytest.raises(ImageError, match="does not decode") as refused:
+        check_image(bomb, "image/png", 1 << 20)  # the gateway's Pillow stops at IEND: no pixels, a 422
+    assert refused.value.status == 422
+    good = encoded(Image.new("RGB", (8, 8)), "PNG")
+    assert decode_image(good + b"trailing bytes after IEND").shape == (8, 8, 3)  # tolerated, as before
