@@ -163,6 +163,47 @@ def test_frames_are_checked_then_published(client, users, stack):
     assert r.status_code == 409
 
 
+def test_frames_go_to_the_frames_redis_and_its_outage_is_a_503(stack, users, tmp_path):
+    """With EMOTUNE_FRAMES_REDIS_URL set, uploads go only there (the main Redis persists; that one must
+    not); while it is away an upload is a 503 with Retry-After, and afterwards uploads go through again;
+    deleting the user's data deletes their frames there."""
+    from fastapi.testclient import TestClient
+
+    from emotune_gateway.app import create_app
+
+    from ..conftest import RedisServer, free_port
+    from .conftest import settings_for
+
+    frames_server = RedisServer(free_port(), tmp_path, appendonly=False)
+    frames_server.start()
+    frames, main = redis.Redis.from_url(frames_server.url), redis.Redis.from_url(stack.redis_url)
+    alice = users("alice")
+    try:
+        with TestClient(create_app(settings_for(stack, frames_redis_url=frames_server.url))) as client:
+            session = start(client, alice)
+            url = f"/v1/users/{alice.id}/sessions/{session['id']}/frames"
+            headers = {**alice.headers, "Content-Type": "image/jpeg"}
+            before = main.xlen(FRAMES)
+            assert client.post(url, content=PHOTO, headers=headers).status_code == 202
+            assert frames.xlen(FRAMES) == 1 and main.xlen(FRAMES) == before
+            frames_server.stop()
+            away = client.post(url, content=PHOTO, headers=headers)
+            assert away.status_code == 503 and away.headers["Retry-After"] == "1", away.text
+            assert "Redis is unavailable" in away.json()["detail"]
+            assert client.get("/readyz").status_code == 503
+            assert client.get(f"/v1/users/{alice.id}/sessions", headers=alice.headers).status_code == 200
+            frames_server.start()  # empty: it kept nothing
+            assert client.post(url, content=PHOTO, headers=headers).status_code == 202
+            assert frames.xlen(FRAMES) == 1
+            deleted = client.delete(f"/v1/users/{alice.id}/data", headers=alice.headers)
+            assert deleted.status_code == 200 and frames.xlen(FRAMES) == 0
+    finally:
+        frames_server.stop()
+        frames.close()
+        main.close()
+    assert list(tmp_path.iterdir()) == []  # the frames Redis wrote nothing to its folder
+
+
 def test_frame_rate_limit(stack, users):
     from fastapi.testclient import TestClient
 

@@ -8,15 +8,16 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 
 import grpc
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 
 from emotune.v1 import recommender_pb2_grpc
+from emotune_common.logs import get_logger
 from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import connect, connect_or_reuse
+from emotune_common.redis_client import TRANSIENT_ERRORS, connect, connect_or_reuse
 from emotune_common.streams import FEEDBACK, FRAMES
 from emotune_gateway.deps import Clients, make_limiter, parse_limit
 from emotune_gateway.hub import Hub
@@ -25,6 +26,7 @@ from emotune_gateway.settings import GatewaySettings
 from emotune_gateway.spotify import Spotify
 
 STATIC = files("emotune_gateway") / "static"
+log = get_logger("emotune.gateway")
 DESCRIPTION = """Live mood and music. Every route but `/healthz`, `/readyz` and `/metrics` needs an API key
 (`Authorization: Bearer <key>` or `X-API-Key`; keys come from `python -m emotune_gateway keys create <user>`),
 and a user reaches only their own data (403 otherwise)."""
@@ -70,6 +72,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )  # fmt: skip
     for module in (users, sessions, listening, events, spotify):
         app.include_router(module.router)
+
+    async def redis_unavailable(request: Request, error: Exception) -> JSONResponse:
+        """Redis away (a restart, a failover) is a 503 the client may retry, not a 500: nothing was done."""
+        log.warning("redis_unavailable", path=request.url.path, error=f"{type(error).__name__}: {error}")
+        return JSONResponse({"detail": "Redis is unavailable, retry shortly"}, status_code=503,
+                            headers={"Retry-After": "1"})  # fmt: skip
+
+    for error in TRANSIENT_ERRORS:
+        app.add_exception_handler(error, redis_unavailable)
 
     @app.get("/healthz", tags=["health"], summary="The process runs")
     async def healthz() -> dict[str, str]:
