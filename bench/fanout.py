@@ -34,10 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import free_port
-from bench.processes import accounts, cpu_s, metric, rss_mb, spawn, start_redis, stop
+from bench.metrics import cpu_s, metric, rss_mb
+from tests.processes import RedisServer, Service, free_port, python_module, spawn, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 USERS = 20
 PER_USER = 10
 RATE = 100.0  # events/s, all users together
@@ -48,11 +47,23 @@ DRAIN_S = 10.0  # after the last event is published, how long deliveries may sti
 
 
 async def _until(predicate, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fan-out benchmark: {what} did not happen within {within:.0f} s")
-        await asyncio.sleep(0.1)
+    await asyncio.to_thread(wait_until, predicate, within, what)
+
+
+async def accounts(url: str, user_ids: list[str]) -> dict[str, str]:
+    """Create the users and an API key for each, as the gateway's admin command does; user id -> key."""
+    from emotune_common.redis_client import connect
+    from emotune_gateway import accounts as gateway_accounts
+
+    client = connect(url)
+    try:
+        keys = {}
+        for uid in user_ids:
+            await gateway_accounts.create_user(client, uid)
+            keys[uid] = await gateway_accounts.create_key(client, uid)
+        return keys
+    finally:
+        await client.aclose()
 
 
 # ---- the publisher (its own process) ----------------------------------------------------------
@@ -124,7 +135,7 @@ class Subscriber:
         await self.task
 
 
-async def _phase(url: str, gateway: subprocess.Popen, port: int, subs: list[Subscriber], users: list[str],
+async def _phase(url: str, gateway: Service, port: int, subs: list[Subscriber], users: list[str],
                  seconds: float) -> dict:  # fmt: skip
     """Connect ``subs``, publish ``RATE`` events/s over ``users`` for ``seconds``, collect and check."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -135,12 +146,16 @@ async def _phase(url: str, gateway: subprocess.Popen, port: int, subs: list[Subs
 
     await asyncio.gather(*(open_one(s) for s in subs))
     await _until(lambda: metric(port, "emotune_gateway_subscribers") == len(subs), 30, f"{len(subs)} subscriptions")
-    rss_connected = rss_mb(gateway.pid)
+    rss_connected = rss_mb(gateway.process.pid)
     start_at = time.time() + 1.5
-    publisher = spawn([sys.executable, "-m", "bench.fanout", "publish", url, repr(start_at), repr(RATE), repr(seconds),
-                       *users], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    publisher = spawn(
+        "publisher",
+        python_module("bench.fanout", "publish", url, repr(start_at), repr(RATE), repr(seconds), *users),
+        stdout=subprocess.PIPE,
+        text=True,
+    ).process
     await asyncio.sleep(max(0.0, start_at - time.time()))
-    cpu0, client_cpu0, wall0 = cpu_s(gateway.pid), time.process_time(), time.time()
+    cpu0, client_cpu0, wall0 = cpu_s(gateway.process.pid), time.process_time(), time.time()
     total = round(RATE * seconds)
     per_user = {u: [i for i in range(total) if users[i % len(users)] == u] for u in users}
     expected = sum(len(per_user[s.user_id]) for s in subs)
@@ -151,8 +166,8 @@ async def _phase(url: str, gateway: subprocess.Popen, port: int, subs: list[Subs
     deadline = time.monotonic() + DRAIN_S
     while sum(len(s.received) for s in subs) < expected and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)  # polling a count the readers fill: nothing to wake on
-    cpu, client_cpu, wall = cpu_s(gateway.pid) - cpu0, time.process_time() - client_cpu0, time.time() - wall0
-    rss_end = rss_mb(gateway.pid)
+    cpu, client_cpu, wall = cpu_s(gateway.process.pid) - cpu0, time.process_time() - client_cpu0, time.time() - wall0
+    rss_end = rss_mb(gateway.process.pid)
     await asyncio.gather(*(s.close() for s in subs))
     await _until(lambda: metric(port, "emotune_gateway_subscribers") == 0, 30, "unsubscribing")
 
@@ -211,12 +226,12 @@ async def _burst(subs: list[Subscriber], port: int) -> dict:
     return {"attempted": len(subs), "refused": sum(refused.values()), "refused_by": refused}
 
 
-async def _run(url: str, gateway: subprocess.Popen, port: int, keys: dict[str, str]) -> dict:
+async def _run(url: str, gateway: Service, port: int, keys: dict[str, str]) -> dict:
     def uri(uid: str) -> str:
         return f"ws://127.0.0.1:{port}/v1/users/{uid}/events/ws?key={keys[uid]}&types=emotion"
 
     users = sorted(keys)
-    rss_idle = rss_mb(gateway.pid)
+    rss_idle = rss_mb(gateway.process.pid)
     burst = await _burst([Subscriber(u, uri(u)) for u in users for _ in range(PER_USER)], port)
     one = await _phase(url, gateway, port, [Subscriber(users[0], uri(users[0]))], users[:1], BASELINE_SECONDS)
     many = [Subscriber(u, uri(u)) for u in users for _ in range(PER_USER)]
@@ -242,24 +257,26 @@ def run(redis_url: str) -> dict:
     """Ignores ``redis_url``: the publisher writes emotune:emotions, so a private redis-server it is."""
     workdir = Path(tempfile.mkdtemp(prefix="emotune-bench-"))
     port = free_port()
-    redis_server, url = start_redis(workdir)
+    redis_server = RedisServer(free_port(), workdir / "redis", appendonly=False)
     gateway = None
     try:
+        redis_server.start()
+        url = redis_server.url
         keys = asyncio.run(accounts(url, [f"fan{n:02d}" for n in range(USERS)]))
-        gateway = spawn([sys.executable, "-m", "emotune_gateway", "serve"],
+        gateway = spawn("gateway", python_module("emotune_gateway", "serve"),
                         {"REDIS_URL": url, "EMOTUNE_GATEWAY_HOST": "127.0.0.1", "EMOTUNE_GATEWAY_PORT": str(port),
-                         "EMOTUNE_RATE_LIMIT": "100000/minute"}, log=workdir / "gateway.log")  # fmt: skip
-        deadline = time.monotonic() + 60
-        while metric(port, "emotune_gateway_subscribers") is None:
-            if gateway.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gateway did not start: {(workdir / 'gateway.log').read_text()[-2000:]}")
-            time.sleep(0.1)
+                         "EMOTUNE_RATE_LIMIT": "100000/minute", "EMOTUNE_LOG_LEVEL": "WARNING"},
+                        log=workdir / "gateway.log")  # fmt: skip
+        wait_until(lambda: gateway.check() or metric(port, "emotune_gateway_subscribers") is not None, 60,
+                   "the gateway", every=0.1, detail=gateway.tail)  # fmt: skip
         try:
             result = asyncio.run(_run(url, gateway, port, keys))
         except Exception as e:
-            raise RuntimeError(f"{e!r}; the gateway's log ends: {(workdir / 'gateway.log').read_text()[-3000:]}") from e
+            raise RuntimeError(f"{e!r}; the gateway's log ends: {gateway.tail()}") from e
     finally:
-        stop(*([gateway] if gateway else []), redis_server)
+        if gateway is not None:
+            gateway.stop()
+        redis_server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     result["users"], result["subscribers_per_user"] = USERS, PER_USER
     result["cpus"] = os.cpu_count()

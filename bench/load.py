@@ -1,7 +1,8 @@
 """Load: 8 concurrent streams at 10 fps for 60 s through the whole system on this machine.
 
-Every service runs as a real process, as deployed: a private redis-server with AOF on, the model
-server, the capture service reading 8 looping copies of the sample video at 10 fps each in real time
+Every service runs as a real process, as deployed (tests/processes.py's ``System``): a private
+redis-server with AOF on and one for raw frames that keeps nothing on disk, the model server, the
+capture service reading 8 looping copies of the sample video at 10 fps each in real time
 (newest-frame mode, as cameras run), 2 inference workers, the recommender (a model trained into a
 temporary folder first) and the gateway, with one WebSocket subscriber per stream's user in this
 process, so the whole path through to subscribers is loaded.
@@ -34,7 +35,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -44,24 +44,10 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from bench import free_port
-from bench.fanout import Subscriber
-from bench.pipeline import SOURCES_ONLY, VIDEO
-from bench.processes import (
-    ROOT,
-    accounts,
-    cpu_s,
-    machine_cpu_s,
-    metric,
-    metric_samples,
-    rss_mb,
-    spawn,
-    start_model_server,
-    start_redis,
-    start_workers,
-    stop,
-    wait_for,
-)
+from bench.fanout import Subscriber, accounts
+from bench.metrics import cpu_s, machine_cpu_s, metric, metric_samples, rss_mb
+from bench.pipeline import QUIET, SOURCES_ONLY, VIDEO
+from tests.processes import ROOT, System, free_port, python_module, start_model_server, wait_until
 
 STREAMS = 8
 FPS = 10.0
@@ -164,88 +150,55 @@ def _percentiles(values: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(a, 99)), 1), "max_ms": round(float(a.max()), 1)}  # fmt: skip
 
 
-@dataclass
-class System:
-    """The services of one run, by name, each with its log."""
-
-    workdir: Path
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def start(self, name: str, module: str, env: dict, *args: str) -> subprocess.Popen:
-        self.processes[name] = spawn([sys.executable, "-m", module, *args], env, log=self.workdir / f"{name}.log")
-        return self.processes[name]
-
-    def check(self) -> None:
-        for name, p in self.processes.items():
-            if p.poll() is not None:
-                raise RuntimeError(f"{name} exited with {p.returncode}:\n{self.log(name)}")
-
-    def log(self, name: str, chars: int = 3000) -> str:
-        path = self.workdir / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-    def stop(self) -> None:
-        stop(*self.processes.values())
+def measure(recommender_models: Path, workdir: Path, seconds: float = SECONDS, warmup_s: float = WARMUP_S,
+            streams: int = STREAMS, fps: float = FPS, workers: int = WORKERS,
+            appendfsync: str = "always") -> dict:  # fmt: skip
+    """Run the whole system, over private Redis servers (the main one with AOF on, fsync ``appendfsync``), with
+    ``streams`` looping sources at ``fps`` for ``warmup_s`` + ``seconds``, then let it drain; the figures (see
+    the module's docstring)."""
+    system = System(workdir, recommender_models=recommender_models, appendonly=True, appendfsync=appendfsync)
+    return asyncio.run(_measure(system, seconds, warmup_s, streams, fps, workers))
 
 
-def measure(redis_url: str, recommender_models: Path, workdir: Path, seconds: float = SECONDS,
-            warmup_s: float = WARMUP_S, streams: int = STREAMS, fps: float = FPS,
-            workers: int = WORKERS) -> dict:  # fmt: skip
-    """Run the whole system on ``redis_url`` (empty, local) with ``streams`` looping sources at ``fps`` for
-    ``warmup_s`` + ``seconds``, then let it drain; the figures (see the module's docstring)."""
-    return asyncio.run(_measure(redis_url, recommender_models, workdir, seconds, warmup_s, streams, fps, workers))
-
-
-async def _measure(url: str, models: Path, workdir: Path, seconds: float, warmup_s: float, streams: int, fps: float,
-                   workers: int) -> dict:  # fmt: skip
-    import grpc
-
+async def _measure(system: System, seconds: float, warmup_s: float, streams: int, fps: float, workers: int) -> dict:
+    workdir, url = system.workdir, system.redis.url
     client = redis.Redis.from_url(url)
-    system = System(workdir)
-    env = {"REDIS_URL": url}
     users = [f"load{i}" for i in range(streams)]
     (videos := workdir / "video").mkdir(exist_ok=True)
     sources = []
     for i in range(streams):
         (videos / f"stream{i}.mp4").symlink_to(VIDEO)
         sources.append(f"video:{videos / f'stream{i}.mp4'}?fps={fps:g}&loop=1&session=stream{i}&user={users[i]}")
-    ports = {name: free_port() for name in ("capture", "recommender", "recommender_ops", "gateway")}
     subs: list[Subscriber] = []
     try:
-        model, target = start_model_server(log=workdir / "modelserver.log")
-        system.processes["modelserver"] = model
-        env["MODEL_SERVER"] = target
-        system.start("recommender", "emotune_recommender", {
-            **env, "EMOTUNE_RECOMMENDER_PORT": str(ports["recommender"]),
-            "EMOTUNE_RECOMMENDER_MODEL_DIR": str(models), "EMOTUNE_METRICS_PORT": str(ports["recommender_ops"]),
-        }, "serve")  # fmt: skip
-        system.start("gateway", "emotune_gateway", {
-            **env, "EMOTUNE_GATEWAY_HOST": "127.0.0.1", "EMOTUNE_GATEWAY_PORT": str(ports["gateway"]),
-            "EMOTUNE_RECOMMENDER_ADDR": f"127.0.0.1:{ports['recommender']}",
-        }, "serve")  # fmt: skip
-        for i, p in enumerate(start_workers(client, env, workers, log_dir=workdir)):
-            system.processes[f"inference-w{i}"] = p
-        with grpc.insecure_channel(f"127.0.0.1:{ports['recommender']}") as channel:
-            grpc.channel_ready_future(channel).result(timeout=120)
-        wait_for(lambda: system.check() or metric(ports["gateway"], "emotune_gateway_subscribers") is not None, 60,
-                 "the gateway answering")  # fmt: skip
-        wait_for(lambda: client.exists("emotune:emotions") and client.xinfo_groups("emotune:emotions"), 60,
-                 "the recommender's group")  # fmt: skip
+        system.start_redis()
+        model = start_model_server(workdir / "modelserver", poll_seconds=1.0, env=QUIET)
+        system.services["modelserver"] = model.service
+        system.model_server = model.target
+        system.start_recommender(EMOTUNE_METRICS_PORT=str(free_port()))
+        system.start_gateway()
+        for i in range(workers):
+            system.start_worker(f"inference-w{i}", EMOTUNE_CONSUMER_NAME=f"w{i}")
+        wait_until(lambda: client.exists("emotune:faces") and client.xinfo_groups("emotune:faces"), 60,
+                   "the inference group")  # fmt: skip
+        system.wait_recommender(120)
+        wait_until(lambda: system.check() or metric(system.gateway_port, "emotune_gateway_subscribers") is not None,
+                   60, "the gateway answering")  # fmt: skip
+        wait_until(lambda: client.exists("emotune:emotions") and client.xinfo_groups("emotune:emotions"), 60,
+                   "the recommender's group")  # fmt: skip
 
         keys = await accounts(url, users)
-        base = f"ws://127.0.0.1:{ports['gateway']}/v1/users"
+        base = f"ws://127.0.0.1:{system.gateway_port}/v1/users"
         subs = [Subscriber(u, f"{base}/{u}/events/ws?key={keys[u]}") for u in users]
         await asyncio.gather(*(s.open() for s in subs))
-        await asyncio.to_thread(wait_for, lambda: metric(ports["gateway"], "emotune_gateway_subscribers") == streams,
-                                30, "the subscriptions")  # fmt: skip
+        gateway_port = system.gateway_port
+        await asyncio.to_thread(wait_until, lambda: metric(gateway_port, "emotune_gateway_subscribers") == streams, 30,
+                                "the subscriptions")  # fmt: skip
 
-        system.start("capture", "emotune_capture", {
-            **env, **SOURCES_ONLY, "EMOTUNE_CAPTURE_SOURCES": " ".join(sources),
-            "EMOTUNE_METRICS_PORT": str(ports["capture"]),
-        }, "serve")  # fmt: skip
-        await asyncio.to_thread(wait_for, lambda: system.check() or len(_per_source(ports["capture"])) == streams, 60,
+        capture = system.start_capture(**SOURCES_ONLY, EMOTUNE_CAPTURE_SOURCES=" ".join(sources))
+        await asyncio.to_thread(wait_until, lambda: system.check() or len(_per_source(capture.ops)) == streams, 60,
                                 "every source read")  # fmt: skip
-        pids = {name: p.pid for name, p in system.processes.items()}
+        pids = {name: s.process.pid for name, s in system.services.items()}
         pids["redis"] = int(client.info("server")["process_id"])
         tail, series = Tail(), []
         started = time.monotonic()
@@ -262,12 +215,12 @@ async def _measure(url: str, models: Path, workdir: Path, seconds: float, warmup
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started) % 1.0))
 
         await sample_until(started + warmup_s)
-        first = await asyncio.to_thread(_snapshot, client, ports["capture"], pids)
+        first = await asyncio.to_thread(_snapshot, client, capture.ops, pids)
         await sample_until(first["t"] + seconds)
-        last = await asyncio.to_thread(_snapshot, client, ports["capture"], pids)
+        last = await asyncio.to_thread(_snapshot, client, capture.ops, pids)
         in_window = [s for s in series if first["t"] - started <= s["t"] <= last["t"] - started]
 
-        stop(system.processes["capture"])
+        capture.stop()
         drain_started = time.monotonic()
 
         def drained() -> bool:
@@ -278,7 +231,7 @@ async def _measure(url: str, models: Path, workdir: Path, seconds: float, warmup
                     and all(received[u] >= tail.entries_by_user[u] for u in users))  # fmt: skip
 
         try:
-            await asyncio.to_thread(wait_for, drained, DRAIN_S, "draining")
+            await asyncio.to_thread(wait_until, drained, DRAIN_S, "draining")
             drain_s = round(time.monotonic() - drain_started, 1)
         except TimeoutError:
             drain_s = None
@@ -286,14 +239,13 @@ async def _measure(url: str, models: Path, workdir: Path, seconds: float, warmup
         dead_letters = {s: client.xlen(f"emotune:dlq:{s}") for s in GROUPS.values()}
         await asyncio.gather(*(s.close() for s in subs))
     except Exception as e:
-        logs = "\n".join(f"--- {n}\n{system.log(n, 1500)}" for n in system.processes)
-        raise RuntimeError(f"{e!r}; the services' logs end:\n{logs}") from e
+        raise RuntimeError(f"{e!r}; the services' logs end:\n{system.logs(1500)}") from e
     finally:
         for s in subs:
             if s.task is not None and not s.task.done():
                 s.task.cancel()
-        system.stop()
         client.close()
+        system.stop()
     return _figures({
         "streams": streams, "fps": fps, "workers": workers, "seconds": seconds, "warmup_s": warmup_s,
         "first": first, "last": last, "series": in_window, "tail": tail, "subs": subs, "users": users,
@@ -419,7 +371,7 @@ def _wait_quiet(deadline: float) -> list[float]:
 
 
 def run(redis_url: str) -> dict:
-    """Ignores ``redis_url``: the whole system gets a private redis-server with AOF on.
+    """Ignores ``redis_url``: the whole system gets private Redis servers, the main one with AOF on.
 
     The figures are meant for an otherwise idle machine: the run waits for a quiet load average first,
     and runs again when other jobs took more than QUIET_OTHERS_PCT of a core during the window (as long
@@ -428,7 +380,7 @@ def run(redis_url: str) -> dict:
     try:
         models = workdir / "recommender-models"
         env = {**os.environ, "EMOTUNE_LOG_LEVEL": "WARNING", "EMOTUNE_RECOMMENDER_MODEL_DIR": str(models)}
-        trained = subprocess.run([sys.executable, "-m", "emotune_recommender", "train"], cwd=ROOT, env=env,
+        trained = subprocess.run(python_module("emotune_recommender", "train"), cwd=ROOT, env=env,
                                  capture_output=True, text=True, timeout=900)  # fmt: skip
         if trained.returncode != 0:
             raise RuntimeError(f"training the recommender failed: {trained.stderr[-2000:]}")
@@ -437,11 +389,7 @@ def run(redis_url: str) -> dict:
             attempt += 1
             quiet = _wait_quiet(deadline)
             (rundir := workdir / f"run{attempt}").mkdir()
-            redis_server, url = start_redis(rundir, appendonly=True)
-            try:
-                result = measure(url, models, rundir)
-            finally:
-                stop(redis_server)
+            result = measure(models, rundir, appendfsync="everysec")
             others = result["cpu"]["others_pct"]
             if others <= QUIET_OTHERS_PCT or time.monotonic() > deadline:
                 break

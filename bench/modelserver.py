@@ -10,8 +10,7 @@ its own model call of 8.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,10 +18,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from bench import free_port
 from emotune_common.settings import default_data_dir
+from tests.processes import latest_model_dir, start_model_server
 
-ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 8
 PER_REQUEST = 8
 SECONDS = float(os.environ.get("BENCH_MODELSERVER_SECONDS", 15))
@@ -34,15 +32,10 @@ def _faces(n: int) -> np.ndarray:
         return (f["x"][:n].astype(np.float32) / 255.0)[..., None]
 
 
-def _latest_version() -> Path:
-    base = ROOT / "models" / "emotion_cnn"
-    return max((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-
-
 def _in_process(images: np.ndarray, batch: int) -> float:
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(_latest_version())).signatures["serving_default"]
+    serve = tf.saved_model.load(str(latest_model_dir())).signatures["serving_default"]
     x = tf.constant(images[:batch])
     serve(images=x)  # warm up
     done, started = 0, time.perf_counter()
@@ -50,16 +43,6 @@ def _in_process(images: np.ndarray, batch: int) -> float:
         serve(images=x)
         done += batch
     return done / (time.perf_counter() - started)
-
-
-def _start_server(port: int, batching: bool) -> subprocess.Popen:
-    env = {**os.environ, "EMOTUNE_MODELSERVER_PORT": str(port), "EMOTUNE_ENABLE_BATCHING": str(batching).lower(),
-           "EMOTUNE_LOG_LEVEL": "WARNING"}  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "emotune_modelserver"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        grpc.channel_ready_future(channel).result(timeout=90)
-    return process
 
 
 def _over_grpc(images: np.ndarray, port: int) -> tuple[float, float]:
@@ -107,14 +90,15 @@ def run(redis_url: str) -> dict:
     result: dict = {"clients": CLIENTS, "faces_per_request": PER_REQUEST, "seconds": SECONDS}
     result["in_process_batch64_img_s"] = round(_in_process(images, 64))
     for batching in (True, False):
-        port = free_port()
-        server = _start_server(port, batching)
-        try:
-            rate, p99 = _over_grpc(images, port)
-        finally:
-            server.terminate()
-            server.wait(30)
         key = "batching_on" if batching else "batching_off"
+        with tempfile.TemporaryDirectory(prefix="emotune-bench-") as workdir:
+            server = start_model_server(Path(workdir), poll_seconds=1.0, env={
+                "EMOTUNE_ENABLE_BATCHING": str(batching).lower(), "EMOTUNE_LOG_LEVEL": "WARNING",
+            })  # fmt: skip
+            try:
+                rate, p99 = _over_grpc(images, server.port)
+            finally:
+                server.stop()
         result[f"grpc_{key}_img_s"] = round(rate)
         result[f"grpc_{key}_p99_ms"] = round(p99, 1)
     result["in_process_batch8_img_s"] = round(_in_process(images, PER_REQUEST))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +24,18 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from bench import free_port
-from bench.processes import metric, spawn, start_model_server, start_redis, start_workers, stop, wait_for
+from bench.metrics import metric
 from emotune_common.settings import default_data_dir
+from tests.processes import (
+    RedisServer,
+    Service,
+    free_port,
+    python_module,
+    spawn,
+    start_model_server,
+    stop,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = default_data_dir()
@@ -37,6 +45,17 @@ FER_PYTHON = ROOT / "bench" / ".venv-fer" / "bin" / "python"
 
 #: Capture reads only its fixed sources and so ends with them (no uploads, no API sessions).
 SOURCES_ONLY = {"EMOTUNE_CAPTURE_UPLOADS": "false", "EMOTUNE_CAPTURE_SESSIONS": "false"}
+QUIET = {"EMOTUNE_LOG_LEVEL": "WARNING"}
+
+
+def start_workers(client: redis.Redis, env: dict, count: int) -> list[Service]:
+    """Start ``count`` inference workers (consumers w0, w1, ...) and wait until their consumer group exists."""
+    pool = [spawn(f"inference-w{i}", python_module("emotune_inference"), {**env, "EMOTUNE_CONSUMER_NAME": f"w{i}"})
+            for i in range(count)]  # fmt: skip
+    wait_until(
+        lambda: client.exists("emotune:faces") and client.xinfo_groups("emotune:faces"), 60, "the inference group"
+    )
+    return pool
 
 
 def _latencies_ms(client: redis.Redis) -> tuple[list[float], float, float]:
@@ -65,16 +84,16 @@ def _percentiles(values: list[float]) -> dict:
 def _throughput(url: str, model: str, workers: int) -> dict:
     client = redis.Redis.from_url(url)
     client.flushall()
-    env = {"REDIS_URL": url, "MODEL_SERVER": model}
+    env = {**QUIET, "REDIS_URL": url, "MODEL_SERVER": model}
     pool = start_workers(client, env, workers)
-    capture = spawn([sys.executable, "-m", "emotune_capture", "serve"],
+    capture = spawn("capture", python_module("emotune_capture", "serve"),
                     {**env, **SOURCES_ONLY, "EMOTUNE_CAPTURE_FPS": "0",
                      "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&realtime=0"})  # fmt: skip
     try:
-        capture.wait(300)
+        capture.process.wait(300)
         faces = client.xlen("emotune:faces")
-        wait_for(lambda: client.xlen("emotune:emotions") >= faces and
-                 client.xpending("emotune:faces", "inference")["pending"] == 0, 120)  # fmt: skip
+        wait_until(lambda: client.xlen("emotune:emotions") >= faces and
+                   client.xpending("emotune:faces", "inference")["pending"] == 0, 120, "every face scored")  # fmt: skip
     finally:
         stop(capture, *pool)
     latencies, first, last = _latencies_ms(client)
@@ -87,19 +106,19 @@ def _throughput(url: str, model: str, workers: int) -> dict:
 def _live(url: str, model: str, streams: int = 4, fps: float = 10, workers: int = 2) -> dict:
     client = redis.Redis.from_url(url)
     client.flushall()
-    env = {"REDIS_URL": url, "MODEL_SERVER": model}
+    env = {**QUIET, "REDIS_URL": url, "MODEL_SERVER": model}
     pool = start_workers(client, env, workers)
     sources = " ".join(f"video:{VIDEO}?fps={fps}&session=stream{i}" for i in range(streams))
-    capture = spawn([sys.executable, "-m", "emotune_capture", "serve"],
+    capture = spawn("capture", python_module("emotune_capture", "serve"),
                     {**env, **SOURCES_ONLY, "EMOTUNE_CAPTURE_SOURCES": sources,
                      "EMOTUNE_METRICS_PORT": str(metrics_port := free_port())})  # fmt: skip
     try:
-        wait_for(lambda: metric(metrics_port, "emotune_capture_frames_read_total") is not None, 60)
+        wait_until(lambda: metric(metrics_port, "emotune_capture_frames_read_total") is not None, 60, "capture")
         started = time.monotonic()
-        capture.wait(120)
+        capture.process.wait(120)
         duration = time.monotonic() - started
         faces = client.xlen("emotune:faces")
-        wait_for(lambda: client.xlen("emotune:emotions") >= faces, 60)
+        wait_until(lambda: client.xlen("emotune:emotions") >= faces, 60, "every face scored")
     except BaseException:
         stop(capture)
         raise
@@ -130,19 +149,21 @@ def _fer() -> dict:
 
 
 def run(redis_url: str) -> dict:
+    """Ignores ``redis_url``: each run flushes its Redis, so a private redis-server it is."""
     workdir = Path(tempfile.mkdtemp(prefix="emotune-bench-"))
-    redis_server, url = start_redis(workdir)
+    redis_server = RedisServer(free_port(), workdir / "redis", appendonly=False)
+    model_server = None
     try:
-        model_server, model = start_model_server()
-    except BaseException:
-        stop(redis_server)
-        raise
-    try:
+        redis_server.start()
+        model_server = start_model_server(workdir / "modelserver", poll_seconds=1.0, env=QUIET)
+        url, model = redis_server.url, model_server.target
         result = {"fer": _fer()}
         result["throughput"] = [_throughput(url, model, n) for n in (1, 2, 4)]
         result["live"] = _live(url, model)
     finally:
-        stop(model_server, redis_server)
+        if model_server is not None:
+            model_server.stop()
+        redis_server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     best = max(result["throughput"], key=lambda r: r["frames_per_s"])
     fer_fps = result["fer"].get("frames_per_s")

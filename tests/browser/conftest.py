@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import DATA_DIR, RedisServer, free_port
+from ..conftest import DATA_DIR
 from .system import EmotuneSystem, catalogue_spotify
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -69,19 +69,13 @@ def fake_camera(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory, model_server) -> Iterator[EmotuneSystem]:
-    """Every service as a process over a private Redis, the gateway on a free port."""
-    workdir = tmp_path_factory.mktemp("system")
-    redis = RedisServer(free_port(), workdir, appendonly=False)
-    redis.start()
-    try:
-        with catalogue_spotify() as spotify:
-            running = EmotuneSystem(workdir, redis.url, model_server.target, spotify)
-            try:
-                yield running.start()
-            finally:
-                running.stop()
-    finally:
-        redis.stop()
+    """Every service as a process over private Redis servers, the gateway on a free port."""
+    with catalogue_spotify() as spotify:
+        running = EmotuneSystem(tmp_path_factory.mktemp("system"), model_server=model_server.target, spotify=spotify)
+        try:
+            yield running.start()
+        finally:
+            running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ ROWS = "#recs > li.rec"
 def api(system: EmotuneSystem, key: str, method: str, path: str, body: dict | None = None):
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    request = urllib.request.Request(f"{system.url}{path}", method=method, data=data, headers=headers)
+    request = urllib.request.Request(f"{system.gateway_url}{path}", method=method, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as reply:
         return json.loads(reply.read())
 
@@ -38,7 +38,7 @@ def test_camera_to_mood_to_playlist_and_skip(page, system: EmotuneSystem):
     from playwright.sync_api import expect
 
     key = system.create_user("e2e")
-    page.goto(f"{system.url}/#key={key}")
+    page.goto(f"{system.gateway_url}/#key={key}")
     expect(page.locator("#user-name")).to_have_text("e2e")
     assert "key=" not in page.url  # the key leaves the address bar for local storage
     assert page.evaluate("localStorage.getItem('emotune.key')") == key
@@ -107,7 +107,7 @@ def test_sign_in_playlist_controls_spotify_and_deleting_my_data(page, system: Em
 
     key = system.create_user("e2e-spotify")
     api(system, key, "POST", "/v1/users/e2e-spotify/sessions", {"source": "upload"})  # as another client would
-    page.goto(system.url)
+    page.goto(system.gateway_url)
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.get_by_label("API key").fill("et_not-a-key")
     page.get_by_role("button", name="Sign in").click()
@@ -129,7 +129,7 @@ def test_sign_in_playlist_controls_spotify_and_deleting_my_data(page, system: Em
     liked = artist_ids(page)[0]
     rows.first.get_by_role("button", name=re.compile("^Like")).click()
     expect(page.locator("#status")).to_contain_text("Liked")
-    assert redis.Redis.from_url(system.redis_url).sismember(user_key("e2e-spotify", "liked"), liked)
+    assert redis.Redis.from_url(system.redis.url).sismember(user_key("e2e-spotify", "liked"), liked)
 
     page.get_by_label("player").check()  # the embedded player of the selected (first) row, and no other
     expect(page.locator("iframe.embed")).to_have_count(1)

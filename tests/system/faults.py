@@ -1,33 +1,26 @@
 """The whole emotune system as processes, for fault injection, and the ledger that says what was lost.
 
-:class:`FaultSystem` runs a private Redis (AOF on, fsync always), a model server, two inference
-workers, the recommender, the gateway and, during each run, capture on the real video; each part can
-be killed, stopped and started again on the same port. :class:`Subscriber` is a WebSocket client of
-the gateway in a thread of its own that does what the README's client does: reconnect, and resume from
-its last event id. :meth:`FaultSystem.settle` waits for the pipeline to drain and checks what must hold
-after any fault (:class:`Ledger`).
+:class:`FaultSystem` (a :class:`tests.processes.System`) runs a private Redis (AOF on, fsync always)
+and one for raw frames, a model server, two inference workers, the recommender, the gateway and,
+during each run, capture on the real video; each part can be killed, stopped and started again on the
+same port. :class:`Subscriber` is a WebSocket client of the gateway in a thread of its own that does
+what the README's client does: reconnect, and resume from its last event id. :meth:`FaultSystem.settle`
+waits for the pipeline to drain and checks what must hold after any fault (:class:`Ledger`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TypeVar
 
-import grpc
 import redis
 
 from emotune.v1 import messages_pb2
@@ -35,29 +28,13 @@ from emotune_common.codec import DecodeError, decode
 from emotune_common.keys import session_key
 from emotune_common.streams import EMOTIONS, FACES, RECOMMENDATIONS, dead_letter_stream
 
-from ..conftest import DATA_DIR, ROOT, RedisServer, free_port
-from ..processes import ModelServer, start_model_server
+from ..conftest import DATA_DIR
+from ..processes import ModelServer, Service, System, free_port, start_model_server, wait_until
 
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 USER, SESSION = "u1", "s1"
 INFERENCE, RECOMMENDER = "inference", "recommender"
 CLAIM_IDLE_MS = 1500
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], within: float, what: str, every: float = 0.05) -> T:
-    """The first truthy value of ``predicate`` (Redis being away counts as not yet)."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            value = predicate()
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def entry_key(entry_id: bytes | str) -> tuple[int, int]:
@@ -70,35 +47,10 @@ def entry_key(entry_id: bytes | str) -> tuple[int, int]:
 
 
 @dataclass
-class Proc:
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen
-    ops: int = 0  # the port of its /healthz and /readyz
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-@dataclass
-class FaultSystem:
-    workdir: Path
-    recommender_models: Path
-    redis: RedisServer = field(init=False)
+class FaultSystem(System):
+    appendonly: bool = field(default=True, kw_only=True)
     model: ModelServer | None = None
     model_port: int = field(default_factory=free_port)
-    gateway_port: int = field(default_factory=free_port)
-    recommender_port: int = field(default_factory=free_port)
-    procs: dict[str, Proc] = field(default_factory=dict)
     poison: list[str] = field(default_factory=list)  # entry ids of the poison added to emotune:faces
     api_key: str = ""
     model_start_s: float = 0.0  # how long the model server took to answer, the first time
@@ -106,19 +58,17 @@ class FaultSystem:
     _rest_session: str = ""
 
     def __post_init__(self) -> None:
-        (self.workdir / "redis").mkdir(parents=True, exist_ok=True)
-        self.redis = RedisServer(free_port(), self.workdir / "redis", appendonly=True)
-        self.client = redis.Redis(port=self.redis.port, socket_timeout=10, socket_connect_timeout=2)
+        super().__post_init__()
+        self.model_server = f"127.0.0.1:{self.model_port}"
+        self.client = self._client(self.redis.port)
+        self.frames_client = self._client(self.frames.port)
 
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
+    @staticmethod
+    def _client(port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=10, socket_connect_timeout=2)
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "REDIS_URL": self.redis.url,
-            "EMOTUNE_LOG_LEVEL": "WARNING",
+        return super().env(**{
             "EMOTUNE_STREAM_BLOCK_MS": "100",
             "EMOTUNE_STREAM_CLAIM_IDLE_MS": str(CLAIM_IDLE_MS),
             # no trimming: the ledger reads every crop and every event of the whole module
@@ -126,12 +76,12 @@ class FaultSystem:
             "EMOTUNE_EMOTIONS_MAXLEN": "1000000",
             "EMOTUNE_RECOMMENDATIONS_MAXLEN": "1000000",
             **extra,
-        }
+        })  # fmt: skip
 
     # -- starting and stopping ---------------------------------------------------------------------
 
     def start(self) -> FaultSystem:
-        self.redis.start()
+        self.start_redis()
         for name in ("w1", "w2"):  # all at once: they wait for each other by themselves
             self.start_worker(name, wait=False)
         self.start_recommender(wait=False)
@@ -145,43 +95,25 @@ class FaultSystem:
         return self
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.alive:
-                proc.process.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.process.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.process.kill()
-                proc.process.wait(5)
+        super().stop()
         if self.model is not None:
             self.stop_model()
         self.client.close()
-        self.redis.stop()
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str], ops: int = 0) -> Proc:
-        log = self.workdir / f"{name}.log"
-        with open(log, "a") as out:
-            out.write(f"--- start {time.strftime('%H:%M:%S')} ---\n")
-            out.flush()
-            process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=out,
-                                       stderr=subprocess.STDOUT)  # fmt: skip
-        self.procs[name] = Proc(name, args, env, log, process, ops)
-        return self.procs[name]
+        self.frames_client.close()
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> float:
         """Send ``sig`` and wait for the process to end; returns the moment it was sent."""
-        proc = self.procs[name]
+        service = self.services[name]
         at = time.monotonic()
-        proc.process.send_signal(sig)
-        proc.process.wait(30)
+        service.process.send_signal(sig)
+        service.process.wait(30)
         return at
 
     def kill_holding(self, name: str, stream: str, group: str, consumers: list[str], within: float = 60) -> Killed:
         """SIGKILL ``name`` while it holds entries of ``stream`` that it has not acknowledged: SIGSTOP it when
         XPENDING shows some, look again, SIGKILL it if it still holds them (else SIGCONT and try again).
         After ``within`` seconds without catching it so, it is killed anyway (``held`` is then empty)."""
-        proc = self.procs[name]
+        service = self.services[name]
         deadline, attempts = time.monotonic() + within, 0
 
         def holding() -> set[str]:
@@ -194,56 +126,45 @@ class FaultSystem:
                 time.sleep(0.002)
                 continue
             attempts += 1
-            proc.process.send_signal(signal.SIGSTOP)
+            service.process.send_signal(signal.SIGSTOP)
             held = holding()
             if not held:
-                proc.process.send_signal(signal.SIGCONT)
+                service.process.send_signal(signal.SIGCONT)
         return Killed(self.kill(name), held, attempts)
 
-    def start_worker(self, name: str, wait: bool = True) -> Proc:
-        ops = free_port()
-        proc = self.spawn(name, ["emotune_inference"], self.env(
-            MODEL_SERVER=f"127.0.0.1:{self.model_port}", EMOTUNE_CONSUMER_NAME=name,
-            EMOTUNE_INFERENCE_BATCH_SIZE="8", EMOTUNE_METRICS_PORT=str(ops),
-        ), ops)  # fmt: skip
+    def start_worker(self, name: str, wait: bool = True, **env: str) -> Service:
+        service = super().start_worker(name, EMOTUNE_CONSUMER_NAME=name, EMOTUNE_INFERENCE_BATCH_SIZE="8", **env)
         if wait:
             self.wait_http(name, "/healthz", 90)
-        return proc
+        return service
 
-    def start_recommender(self, wait: bool = True) -> Proc:
-        proc = self.spawn("recommender", ["emotune_recommender", "serve"], self.env(
-            EMOTUNE_RECOMMENDER_PORT=str(self.recommender_port),
-            EMOTUNE_RECOMMENDER_MODEL_DIR=str(self.recommender_models),
-        ))  # fmt: skip
+    def start_recommender(self, wait: bool = True, **env: str) -> Service:
+        service = super().start_recommender(**env)
         if wait:
             self.wait_recommender(180)
-        return proc
+        return service
 
-    def start_gateway(self, wait: bool = True) -> Proc:
-        proc = self.spawn("gateway", ["emotune_gateway", "serve"], self.env(
-            EMOTUNE_GATEWAY_HOST="127.0.0.1", EMOTUNE_GATEWAY_PORT=str(self.gateway_port),
-            EMOTUNE_PUBLIC_URL=self.gateway_url, EMOTUNE_RECOMMENDER_ADDR=f"127.0.0.1:{self.recommender_port}",
-        ), self.gateway_port)  # fmt: skip
+    def start_gateway(self, wait: bool = True, **env: str) -> Service:
+        service = super().start_gateway(**env)
         if wait:
             self.wait_http("gateway", "/readyz", 90)
-        return proc
+        return service
 
-    def start_capture(self) -> Proc:
+    def start_capture(self, **env: str) -> Service:
         """Capture on the looping video at 10 frames a second: a steady flow of crops until stopped."""
-        ops = free_port()
-        proc = self.spawn("capture", ["emotune_capture", "serve"], self.env(
+        service = super().start_capture(
             EMOTUNE_CAPTURE_SOURCES=f"video:{VIDEO}?fps=10&loop=1&session={SESSION}&user={USER}",
-            EMOTUNE_CAPTURE_SESSIONS="false", EMOTUNE_CAPTURE_UPLOADS="false", EMOTUNE_METRICS_PORT=str(ops),
-        ), ops)  # fmt: skip
+            EMOTUNE_CAPTURE_SESSIONS="false", EMOTUNE_CAPTURE_UPLOADS="false", **env,
+        )  # fmt: skip
         self.wait_http("capture", "/readyz", 90)
-        return proc
+        return service
 
     def stop_capture(self) -> None:
         """A graceful stop (SIGTERM): the frame in hand is published, then the set of crops is fixed."""
-        proc = self.procs["capture"]
-        assert proc.alive, f"capture died:\n{proc.tail()}"
-        proc.process.send_signal(signal.SIGTERM)
-        assert proc.process.wait(60) == 0, f"capture failed:\n{proc.tail()}"
+        service = self.services["capture"]
+        assert service.alive, f"capture died:\n{service.tail()}"
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(60) == 0, f"capture failed:\n{service.tail()}"
 
     def start_model(self) -> float:
         """The model server on its fixed port (again); returns how long it took to answer."""
@@ -256,50 +177,6 @@ class FaultSystem:
         assert self.model is not None
         self.model.stop()
         self.model = None
-
-    def wait_http(self, name: str, path: str, within: float) -> None:
-        url = f"http://127.0.0.1:{self.procs[name].ops}{path}"
-
-        def answers() -> bool:
-            proc = self.procs[name]
-            if not proc.alive:
-                raise AssertionError(f"{name} exited with {proc.process.returncode}:\n{proc.tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as reply:
-                    return reply.status == 200
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                return False
-
-        wait_until(answers, within, f"{name} at {url}", every=0.1)
-
-    def wait_grpc(self, port: int, within: float, name: str | None = None) -> float:
-        """Wait until a gRPC server answers on ``port`` (and process ``name`` runs); returns the moment it did.
-        A fresh channel each try: one channel's reconnect backoff would notice the server seconds late."""
-
-        def answers() -> bool:
-            if name is not None and not (proc := self.procs[name]).alive:
-                raise AssertionError(f"{name} exited with {proc.process.returncode}:\n{proc.tail()}")
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                try:
-                    grpc.channel_ready_future(channel).result(timeout=0.3)
-                    return True
-                except grpc.FutureTimeoutError:
-                    return False
-
-        wait_until(answers, within, f"a gRPC server on port {port}", every=0.05)
-        return time.monotonic()
-
-    def wait_recommender(self, within: float) -> None:
-        self.wait_grpc(self.recommender_port, within, "recommender")
-
-    def create_user(self, user_id: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "emotune_gateway", "users", "create", user_id], cwd=ROOT,
-                              env=self.env(), capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout.strip().splitlines()[-1]
-
-    def logs(self, chars: int = 1500) -> str:
-        return "\n".join(f"--- {p.name} (exit {p.process.poll()}) ---\n{p.tail(chars)}" for p in self.procs.values())
 
     # -- Redis views ---------------------------------------------------------------------------------
 
@@ -396,11 +273,12 @@ class FaultSystem:
         for entry_id, fields in self.client.xrange(RECOMMENDATIONS):
             recommendations[entry_id.decode()] = decode(fields).header.user_id
         dead = {}
-        for key in self.client.scan_iter("emotune:dlq:*"):
-            dead[key.decode()] = [
-                {k.decode(): v.decode(errors="replace") for k, v in f.items() if k.startswith(b"dlq_")}
-                for _, f in self.client.xrange(key)
-            ]
+        for client in (self.client, self.frames_client):  # emotune:frames' dead letters are in the frames Redis
+            for key in client.scan_iter("emotune:dlq:*"):
+                dead[key.decode()] = [
+                    {k.decode(): v.decode(errors="replace") for k, v in f.items() if k.startswith(b"dlq_")}
+                    for _, f in client.xrange(key)
+                ]
         return Ledger(crops, poison_seen, events, recommendations, dead)
 
     def settle(self, within: float = 150) -> tuple[Ledger, dict[str, float]]:

@@ -74,7 +74,7 @@ def results() -> Results:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory, recommender_models) -> Iterator[FaultSystem]:
-    s = FaultSystem(tmp_path_factory.mktemp("faults"), recommender_models)
+    s = FaultSystem(tmp_path_factory.mktemp("faults"), recommender_models=recommender_models)
     try:
         s.start()
         yield s
@@ -108,7 +108,7 @@ def finish(system: FaultSystem, subscriber: Subscriber, results: Results, since_
     ledger = system.ledger()
     window = ledger.window(since_faces)
     problems = ledger.problems(system.poison) + subscriber.check(ledger, USER)
-    down = [p for p in system.procs.values() if not p.alive and p.name != "capture"]
+    down = [p for p in system.services.values() if not p.alive and p.name != "capture"]
     problems += [f"{p.name} died (exit {p.process.returncode}): {p.tail(500)}" for p in down]
     emotions, recommendations = ledger.user_entries(USER)
     record.update(
@@ -232,7 +232,7 @@ def test_redis_restarted_under_load(system, subscriber, results):
     first_event = system.wait_new(EMOTIONS, system.last_id(EMOTIONS), 1, within=120)
     wait_until(lambda: system.backlog_done(FACES, INFERENCE, tail_at_up, set(system.poison)), 120, "the backlog")
     drained = time.monotonic()
-    capture_alive = system.procs["capture"].alive
+    capture_alive = system.services["capture"].alive
     record = {
         "fault": "Redis killed (SIGKILL) and restarted under load (AOF on, appendfsync always)",
         "what_happened": (
@@ -252,7 +252,7 @@ def test_redis_restarted_under_load(system, subscriber, results):
         },
     }
     assert all(kept.values()), f"writes acknowledged before the crash are gone: {kept}"
-    assert capture_alive, f"capture died when Redis went away:\n{system.procs['capture'].tail()}"
+    assert capture_alive, f"capture died when Redis went away:\n{system.services['capture'].tail()}"
     finish(system, subscriber, results, since, record)
 
 
@@ -260,7 +260,7 @@ def test_the_recommender_killed_and_restarted(system, subscriber, results):
     since = begin(system)
     mood_before = system.mood_updated_at()
     assert system.recommendations_status() == 200, "the gateway's recommendations do not answer before the fault"
-    consumer = f"{socket.gethostname()}-{system.procs['recommender'].process.pid}"  # its default name
+    consumer = f"{socket.gethostname()}-{system.services['recommender'].process.pid}"  # its default name
     asking, answers = threading.Event(), []  # a page that keeps asking for recommendations meanwhile
 
     def ask() -> None:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import redis
@@ -15,21 +11,10 @@ from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
 from emotune_common.streams import EMOTIONS, FACES, dead_letter_stream
 
-from ..conftest import DATA_DIR, ROOT
+from ..conftest import DATA_DIR
+from ..processes import python_module, spawn, stop, wait_until
 
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
-
-
-def service(module: str, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-
-
-def wait_until(predicate, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -39,7 +24,8 @@ def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_se
     worker_env = {**common, "MODEL_SERVER": model_server.target, "EMOTUNE_INFERENCE_BATCH_SIZE": "8",
                   "EMOTUNE_STREAM_CLAIM_IDLE_MS": "1500"}  # fmt: skip
     workers = {
-        name: service("emotune_inference", {**worker_env, "EMOTUNE_CONSUMER_NAME": name}) for name in ("w1", "w2")
+        name: spawn(name, python_module("emotune_inference"), {**worker_env, "EMOTUNE_CONSUMER_NAME": name})
+        for name in ("w1", "w2")
     }
     capture_env = {
         **common,
@@ -49,12 +35,12 @@ def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_se
         "EMOTUNE_CAPTURE_FPS": "0",
         "EMOTUNE_DETECT_EVERY": "1",  # a full detection of every frame: the 204 faces the video's README counts
     }
-    capture = service("emotune_capture", capture_env, "serve")
+    capture = spawn("capture", python_module("emotune_capture", "serve"), capture_env)
     try:
         wait_until(lambda: client.xlen(EMOTIONS) >= 30, 90, "the first events")
-        workers["w1"].send_signal(signal.SIGKILL)  # mid-run: it dies holding whatever batch it had
-        workers["w1"].wait(10)
-        assert capture.wait(120) == 0, "capture failed"
+        workers["w1"].process.send_signal(signal.SIGKILL)  # mid-run: it dies holding whatever batch it had
+        workers["w1"].process.wait(10)
+        assert capture.process.wait(120) == 0, "capture failed"
         crop_ids = {decode(f, messages_pb2.FaceCrop).header.id for _, f in client.xrange(FACES)}
         assert len(crop_ids) == 204  # every face of the video, none trimmed
 
@@ -65,10 +51,7 @@ def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_se
         wait_until(all_scored, 60, "an event for every crop")
         wait_until(lambda: client.xpending(FACES, "inference")["pending"] == 0, 30, "nothing left pending")
     finally:
-        for process in [capture, *workers.values()]:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(20)
+        stop(capture, *workers.values())
     events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange(EMOTIONS)]
     by_id = {e.header.id: e for e in events}
     assert len(by_id) == 204  # exactly one event per crop once duplicates (same id) are removed

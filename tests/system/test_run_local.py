@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import redis
@@ -17,14 +16,7 @@ from emotune_common.codec import decode
 
 from ..common.helpers import crops
 from ..conftest import DATA_DIR, ROOT, free_port
-
-
-def wait_until(predicate, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+from ..processes import wait_until
 
 
 def answers(client: redis.Redis) -> bool:
