@@ -17,7 +17,9 @@ class GatewaySettings(FramesSettings):
     recommender_timeout_s: float = Field(5.0, gt=0)
     max_frame_bytes: int = Field(2_000_000, ge=1, description="Uploads past this are refused with 413")
     max_frame_pixels: int = Field(4096 * 4096, ge=1, description="Images with more pixels are refused with 413")
-    frames_maxlen: int = Field(1_000, ge=1, description="Bound of emotune:frames")
+    frames_maxlen: int = Field(
+        200, ge=1, description="Bound of emotune:frames: with EMOTUNE_MAX_FRAME_BYTES, the frames Redis's memory"
+    )
     feedback_maxlen: int = Field(10_000, ge=1, description="Bound of emotune:feedback")
     cors_origins: str = Field("", description="Origins allowed by CORS, separated by commas ('*': any)")
     rate_limit: str = Field("1200/minute", description="Requests per API key (or client address), limits syntax")
