@@ -9,7 +9,6 @@ camera, and latency stays bounded: the system always works on the most recent pi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from emotune_capture.sources import Pacer, native_fps, open_frames
 from emotune_common.ids import now_us
 from emotune_common.logs import get_logger
 from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import TRANSIENT_ERRORS
 from emotune_common.sources import SourceSpec
 
 log = get_logger("emotune.capture")
@@ -164,20 +162,8 @@ class SourceRunner:
             self.on_frame(self.counts)
 
     async def _publish(self, crops: list[messages_pb2.FaceCrop], stop: asyncio.Event) -> None:
-        """Publish, riding out Redis being away: retried with backoff until it answers again. Meanwhile the
-        reader keeps only the newest frame (the others are dropped and counted), so the source never waits.
-        A stop asked for while Redis is away gives these crops up."""
-        backoff = 0.1
-        while True:
-            try:
-                await self.producer.publish_many(crops)
-                return
-            except TRANSIENT_ERRORS as e:
-                log.warning("publish_failed", source=self.spec.name, error=f"{type(e).__name__}: {e}",
-                            crops=len(crops), retry_in_s=backoff)  # fmt: skip
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                if stop.is_set():
-                    log.warning("crops_given_up", source=self.spec.name, crops=len(crops), reason="stopped")
-                    return
-                backoff = min(2 * backoff, 2.0)
+        """Publish, riding out Redis being away. Meanwhile the reader keeps only the newest frame (the
+        others are dropped and counted), so the source never waits. A stop asked for while Redis is away
+        gives these crops up."""
+        if not await self.producer.publish_retrying(crops, stop):
+            log.warning("crops_given_up", source=self.spec.name, crops=len(crops), reason="stopped")

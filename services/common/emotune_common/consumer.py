@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from google.protobuf.message import Message
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from emotune_common import metrics
@@ -422,21 +423,12 @@ class StreamConsumer:
         """Write outputs to another Redis, retrying while it is away (until a stop is asked for), the
         batch held and kept claimed. Reading the entries again instead would count a delivery each
         time, and a long outage of the other Redis would dead-letter healthy entries."""
-        backoff = 0.1
         async with self._kept_claimed(entry_ids):
-            while True:
-                try:
-                    await producer.publish_many(messages)
-                    return
-                except TRANSIENT_ERRORS as e:
-                    if self._stop is None or self._stop.is_set():
-                        raise
-                    metrics.RECONNECTS.labels(producer.stream).inc()
-                    log.warning("output_redis_unavailable", stream=producer.stream, error=f"{type(e).__name__}: {e}",
-                                retry_in_s=backoff)  # fmt: skip
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), backoff)
-                    backoff = min(5.0, backoff * 2)
+            if self._stop is None:  # stepped by hand, outside run(): nothing to wait on
+                await producer.publish_many(messages)
+            elif not await producer.publish_retrying(messages, self._stop, max_backoff_s=5.0):
+                # stopped while that Redis was away: the entries stay pending, for this consumer's next start
+                raise RedisConnectionError(f"stopped before {producer.stream} could be written")
 
     def _dead_letter(self, entry: _Raw, reason: str) -> dict[bytes | str, bytes | str | int]:
         """The original entry plus the reason; an oversized entry keeps only its small fields."""

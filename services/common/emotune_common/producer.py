@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib.resources import files
 
 import redis.asyncio as aioredis
@@ -11,10 +13,13 @@ from google.protobuf.message import Message
 
 from emotune_common import metrics
 from emotune_common.codec import encode
+from emotune_common.logs import get_logger
+from emotune_common.redis_client import TRANSIENT_ERRORS
 from emotune_common.settings import StreamSettings
 from emotune_common.streams import stats_key
 
 TRIM_SCRIPT = files("emotune_common").joinpath("trim.lua").read_text()
+log = get_logger("emotune.producer")
 
 #: How often a stream is trimmed for age when fewer than ``slack`` entries were published meanwhile.
 EXPIRE_EVERY_S = 60.0
@@ -74,6 +79,26 @@ class StreamProducer:
             ids = await pipe.execute()
         await self.published(count)
         return [i.decode() for i in ids]
+
+    async def publish_retrying(
+        self, messages: Sequence[Message], stop: asyncio.Event, max_backoff_s: float = 2.0
+    ) -> bool:
+        """Add messages, riding out Redis being away: retried with backoff (up to ``max_backoff_s``) until
+        they are written (True) or a stop is asked for (False: not written, or not known to be)."""
+        backoff = 0.1
+        while True:
+            try:
+                await self.publish_many(messages)
+                return True
+            except TRANSIENT_ERRORS as e:
+                metrics.RECONNECTS.labels(self.stream).inc()
+                log.warning("publish_failed", stream=self.stream, error=f"{type(e).__name__}: {e}",
+                            count=len(messages), retry_in_s=backoff)  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                if stop.is_set():
+                    return False
+                backoff = min(2 * backoff, max_backoff_s)
 
     async def published(self, count: int) -> None:
         """Account for ``count`` entries added to the stream (here or in a caller's transaction)."""
