@@ -1,10 +1,13 @@
 """Run the benchmarks and write bench/RESULTS.md (`make bench`).
 
-python -m bench [NAME ...]     # all by default; names: streams, modelserver, pipeline, recommender, fanout, load
+python -m bench [NAME ...]                    # all by default: streams modelserver pipeline recommender fanout load
+python -m bench --smoke --out DIR [NAME ...]  # each at a tiny size, written to DIR (what `make test` runs)
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import platform
@@ -12,42 +15,39 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import fanout, load, modelserver, pipeline, recommender, streams
-
-BENCHES = {
-    "streams": streams,
-    "modelserver": modelserver,
-    "pipeline": pipeline,
-    "recommender": recommender,
-    "fanout": fanout,
-    "load": load,
-}
+NAMES = ("streams", "modelserver", "pipeline", "recommender", "fanout", "load")
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
-SECTIONS = HERE / "results"  # one file a benchmark, so running one keeps the others' latest figures
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHES)
-    unknown = sorted(set(names) - set(BENCHES))
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {NAMES})")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that each runs, measures nothing")
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for RESULTS.md and results/ (default: bench/)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(NAMES))
     if unknown:
-        print(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHES)}", file=sys.stderr)
-        return 2
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(NAMES)}")
+    if args.smoke:
+        os.environ["BENCH_SMOKE"] = "1"  # read by bench.sizes at import, inherited by the benchmarks' subprocesses
+    benches = {name: importlib.import_module(f"bench.{name}") for name in NAMES}
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    SECTIONS.mkdir(exist_ok=True)
-    for name in names:
-        print(f"running {name} ...", flush=True)
-        result = BENCHES[name].run(redis_url)
+    sections = args.out / "results"  # one file a benchmark, so running one keeps the others' latest figures
+    sections.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(args.names or NAMES, 1):
+        print(f"[{index}/{len(args.names or NAMES)}] running {name} ...", flush=True)
+        result = benches[name].run(redis_url)
         print(json.dumps(result, indent=2), flush=True)
         stamp = (
             f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}._"
+            f"Python {platform.python_version()}{' (smoke run: tiny sizes, no meaning)' if args.smoke else ''}._"
         )
-        (SECTIONS / f"{name}.md").write_text(BENCHES[name].markdown(result) + "\n\n" + stamp + "\n")
-        (SECTIONS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    sections = [(SECTIONS / f"{n}.md").read_text() for n in BENCHES if (SECTIONS / f"{n}.md").exists()]
-    RESULTS.write_text("# Benchmark results\n\nWritten by `make bench`.\n\n" + "\n".join(sections))
-    print(f"wrote {RESULTS}")
+        (sections / f"{name}.md").write_text(benches[name].markdown(result) + "\n\n" + stamp + "\n")
+        (sections / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    written = [(sections / f"{n}.md").read_text() for n in NAMES if (sections / f"{n}.md").exists()]
+    results = args.out / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nWritten by `make bench`.\n\n" + "\n".join(written))
+    print(f"wrote {results}")
     return 0
 
 

@@ -35,13 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.metrics import cpu_s, metric, rss_mb
+from bench.sizes import size
 from tests.processes import RedisServer, Service, free_port, python_module, spawn, wait_until
 
-USERS = 20
-PER_USER = 10
+USERS = size("BENCH_FANOUT_USERS", 20, 2)
+PER_USER = size("BENCH_FANOUT_PER_USER", 10, 2)
 RATE = 100.0  # events/s, all users together
-SECONDS = float(os.environ.get("BENCH_FANOUT_SECONDS", 30))
-BASELINE_SECONDS = float(os.environ.get("BENCH_FANOUT_BASELINE_SECONDS", 20))
+SECONDS = size("BENCH_FANOUT_SECONDS", 30.0, 2.0)
+BASELINE_SECONDS = size("BENCH_FANOUT_BASELINE_SECONDS", 20.0, 2.0)
 CONNECT_CONCURRENCY = 50  # handshakes at once: the gateway's Redis pool holds 100 connections (see _burst)
 DRAIN_S = 10.0  # after the last event is published, how long deliveries may still take
 

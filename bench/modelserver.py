@@ -9,7 +9,6 @@ its own model call of 8.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
@@ -18,12 +17,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from bench.sizes import size
 from emotune_common.settings import default_data_dir
 from tests.processes import latest_model_dir, start_model_server
 
 CLIENTS = 8
 PER_REQUEST = 8
-SECONDS = float(os.environ.get("BENCH_MODELSERVER_SECONDS", 15))
+SECONDS = size("BENCH_MODELSERVER_SECONDS", 15.0, 1.0)
 
 
 def _faces(n: int) -> np.ndarray:

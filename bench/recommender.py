@@ -19,22 +19,25 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import sizes
+
 ROOT = Path(__file__).resolve().parents[1]
-REQUESTS = int(os.environ.get("BENCH_RECOMMENDER_REQUESTS", 300))
+REQUESTS = sizes.size("BENCH_RECOMMENDER_REQUESTS", 300, 20)
+LARGE = sizes.size("BENCH_RECOMMENDER_LARGE", 200_000, 20_000)  # more than the catalogue holds
 
 
 def _measure() -> dict:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    from emotune_common.labels import EMOTIONS
     from emotune_recommender.data import load_music
     from emotune_recommender.model import Recommender
-    from emotune_recommender.mood import EMOTIONS
 
     music = load_music()
     trained = Recommender.train(music, music.plays)
     rng = np.random.default_rng(0)
     users = rng.choice(sorted(trained.seen), REQUESTS)
     result = {"requests": REQUESTS}
-    for label, size in (("full", len(trained.points)), ("200k", 200_000)):
+    for label, size in (("full", len(trained.points)), ("large", LARGE)):
         model = trained if size == len(trained.points) else _scaled(trained, size, rng)
         biases, vectors = model.item_representations()
         ours, baseline = [], []
@@ -79,7 +82,7 @@ def run(redis_url: str) -> dict:
 
 def markdown(r: dict) -> str:
     rows = [f"| {r[k]['items']:,} artists | {r[k]['p50_ms']} / {r[k]['p99_ms']} ms | "
-            f"{r[k]['baseline_p50_ms']} / {r[k]['baseline_p99_ms']} ms |" for k in ("full", "200k")]  # fmt: skip
+            f"{r[k]['baseline_p50_ms']} / {r[k]['baseline_p99_ms']} ms |" for k in ("full", "large")]  # fmt: skip
     return "\n".join([
         "## Recommender: Recommend latency, k=10, one core",
         "",

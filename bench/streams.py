@@ -14,6 +14,7 @@ import statistics
 import time
 import uuid
 
+from bench.sizes import size
 from emotune.v1 import messages_pb2
 from emotune_common.consumer import StreamConsumer
 from emotune_common.ids import make_header
@@ -21,10 +22,10 @@ from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
 from emotune_common.settings import StreamSettings
 
-MESSAGES = int(os.environ.get("BENCH_STREAM_MESSAGES", 20_000))
+MESSAGES = size("BENCH_STREAM_MESSAGES", 20_000, 500)
 BATCH = 100
 MAXLEN = 1_000_000
-ROUNDS = int(os.environ.get("BENCH_STREAM_ROUNDS", 5))
+ROUNDS = size("BENCH_STREAM_ROUNDS", 5, 1)
 
 
 def _crops(n: int) -> list[messages_pb2.FaceCrop]:
