@@ -1,9 +1,15 @@
-"""Fixtures shared by all tests: real Redis servers, unique stream names, the repo's paths."""
+"""Fixtures shared by all tests: real Redis servers, unique stream names, the repo's paths.
+
+The suite's shared Redis is ``EMOTUNE_TEST_REDIS_URL`` when that is set; otherwise the run starts a
+private redis-server on a free port for itself (never the user's own 6379) and stops it at the end.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,7 +24,30 @@ from emotune_common.settings import default_data_dir
 from .processes import ROOT, RedisServer, free_port
 
 DATA_DIR = default_data_dir()
-SHARED_REDIS_URL = os.environ.get("EMOTUNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_OWN_REDIS: list[RedisServer] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the suite's own Redis unless one is given; its URL reaches the tests' subprocesses too."""
+    if os.environ.get("EMOTUNE_TEST_REDIS_URL") or hasattr(config, "workerinput"):
+        return
+    server = RedisServer(free_port(), Path(tempfile.mkdtemp(prefix="emotune-test-redis-")), appendonly=False)
+    server.start()
+    _OWN_REDIS.append(server)
+    os.environ["EMOTUNE_TEST_REDIS_URL"] = server.url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _OWN_REDIS:
+        server = _OWN_REDIS.pop()
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+        os.environ.pop("EMOTUNE_TEST_REDIS_URL", None)
+
+
+def shared_redis_url() -> str:
+    """The suite's shared Redis (tests keep to their own key names)."""
+    return os.environ["EMOTUNE_TEST_REDIS_URL"]
 
 
 @pytest.fixture
@@ -32,15 +61,16 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_url() -> str:
-    """The shared Redis on 127.0.0.1:6379 (tests keep to their own key names)."""
-    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    """The suite's shared Redis (tests keep to their own key names)."""
+    url = shared_redis_url()
+    client = redis.Redis.from_url(url)
     try:
         client.ping()
     except redis.ConnectionError:
-        pytest.fail(f"no Redis answers at {SHARED_REDIS_URL}")
+        pytest.fail(f"no Redis answers at {url}")
     finally:
         client.close()
-    return SHARED_REDIS_URL
+    return url
 
 
 @pytest.fixture
@@ -48,7 +78,7 @@ def names() -> Iterator[Names]:
     """Unique stream names for one test; every key under the prefix is deleted afterwards."""
     n = Names(f"test:{uuid.uuid4().hex[:10]}")
     yield n
-    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    client = redis.Redis.from_url(shared_redis_url())
     keys = [k for pattern in (f"{n.prefix}*", f"emotune:*{n.prefix}*") for k in client.scan_iter(pattern)]
     if keys:
         client.delete(*keys)

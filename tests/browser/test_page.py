@@ -14,12 +14,14 @@ import redis
 from emotune_common.keys import user_key
 from emotune_common.labels import EMOTIONS
 
+from ..processes import PATIENCE_S
 from .conftest import ARTIFACTS
 from .system import EmotuneSystem
 
 pytestmark = pytest.mark.slow
 
 ROWS = "#recs > li.rec"
+PATIENCE_MS = int(PATIENCE_S * 1000)  # what the page may take to show each change, at most
 
 
 def api(system: EmotuneSystem, key: str, method: str, path: str, body: dict | None = None):
@@ -49,13 +51,13 @@ def test_camera_to_mood_to_playlist_and_skip(page, system: EmotuneSystem):
     expect(page.get_by_role("button", name="Stop camera")).to_be_visible()
 
     # faces of the video -> capture -> inference -> the page, within a minute
-    expect(page.locator("#emotion-label")).to_have_text(re.compile(f"^({'|'.join(EMOTIONS)})$"), timeout=60_000)
+    expect(page.locator("#emotion-label")).to_have_text(re.compile(f"^({'|'.join(EMOTIONS)})$"), timeout=PATIENCE_MS)
     expect(page.locator("#emotion-confidence")).to_have_text(re.compile(r"^\d{1,3}%$"))
     expect(page.locator("#legend .value").first).to_have_text(re.compile(r"^\d{1,3}%$"))
-    expect(page.locator("#mood-label")).to_have_text(re.compile(f"({'|'.join(EMOTIONS)})$"), timeout=30_000)
+    expect(page.locator("#mood-label")).to_have_text(re.compile(f"({'|'.join(EMOTIONS)})$"), timeout=PATIENCE_MS)
 
     rows = page.locator(ROWS)
-    expect(rows.nth(4)).to_be_visible(timeout=60_000)
+    expect(rows.nth(4)).to_be_visible(timeout=PATIENCE_MS)
     for i in range(5):  # every row: an artist and track titles with Spotify links
         row = rows.nth(i)
         expect(row.locator(".artist")).not_to_have_text("")
@@ -66,25 +68,25 @@ def test_camera_to_mood_to_playlist_and_skip(page, system: EmotuneSystem):
     before = artist_ids(page)
     skipped = before[0]
     rows.first.get_by_role("button", name=re.compile("^Skip")).click()
-    expect(page.locator(f'{ROWS}[data-artist-id="{skipped}"]')).to_have_count(0, timeout=1_000)  # at once
+    expect(page.locator(f'{ROWS}[data-artist-id="{skipped}"]')).to_have_count(0, timeout=PATIENCE_MS)
     page.wait_for_function(
         "before => [...document.querySelectorAll('#recs > li.rec')].some(r => !before.includes(r.dataset.artistId))",
-        arg=before, timeout=20_000,
+        arg=before, timeout=PATIENCE_MS,
     )  # fmt: skip
     after = artist_ids(page)
     assert skipped not in after and len(after) >= 5
     expect(page.locator("#status")).to_contain_text("Skipped")
 
     # the gateway restarts: the page reconnects, resumes from its last event id, and carries on
-    with page.expect_websocket(timeout=30_000) as reconnected:
+    with page.expect_websocket(timeout=PATIENCE_MS) as reconnected:
         system.restart_gateway()
     assert "last_event_id=" in reconnected.value.url
-    expect(page.locator("#live-state")).to_have_text("live", timeout=30_000)
+    expect(page.locator("#live-state")).to_have_text("live", timeout=PATIENCE_MS)
     sent = int(page.locator("#frames-sent").inner_text())
     page.wait_for_function(f"() => Number(document.getElementById('frames-sent').textContent) > {sent + 4}")
 
     page.get_by_text("uplift", exact=True).click()
-    expect(page.locator("#playlist-meta")).to_contain_text("uplift", timeout=10_000)
+    expect(page.locator("#playlist-meta")).to_contain_text("uplift", timeout=PATIENCE_MS)
     assert skipped not in artist_ids(page)
 
     page.wait_for_timeout(1_500)  # a few more points on the chart
@@ -116,7 +118,7 @@ def test_sign_in_playlist_controls_spotify_and_deleting_my_data(page, system: Em
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#user-name")).to_have_text("e2e-spotify")
     rows = page.locator(ROWS)
-    expect(rows.nth(4)).to_be_visible(timeout=30_000)  # the newest session's playlist
+    expect(rows.nth(4)).to_be_visible(timeout=PATIENCE_MS)  # the newest session's playlist
 
     genre = page.locator("#genre-select option").nth(1).get_attribute("value")
     page.get_by_label("Genre", exact=True).select_option(genre)
@@ -124,7 +126,7 @@ def test_sign_in_playlist_controls_spotify_and_deleting_my_data(page, system: Em
     page.wait_for_function(
         "g => { const rows = [...document.querySelectorAll('#recs > li.rec')];"
         " return rows.length > 0 && rows.every(r => r.dataset.genres.split('|').includes(g)); }",
-        arg=genre, timeout=10_000,
+        arg=genre, timeout=PATIENCE_MS,
     )  # fmt: skip
     liked = artist_ids(page)[0]
     rows.first.get_by_role("button", name=re.compile("^Like")).click()
@@ -137,7 +139,7 @@ def test_sign_in_playlist_controls_spotify_and_deleting_my_data(page, system: Em
     played = artist_ids(page)[1]
     rows.nth(1).get_by_role("button", name=re.compile("^Play")).click()
     # played counts as liked: the fresh list leaves the artist out, the page keeps it on show with its player
-    expect(page.locator(f'{ROWS}[data-artist-id="{played}"]')).to_have_count(0, timeout=10_000)
+    expect(page.locator(f'{ROWS}[data-artist-id="{played}"]')).to_have_count(0, timeout=PATIENCE_MS)
     expect(page.locator(f'#pinned li[data-artist-id="{played}"] iframe.embed')).to_have_count(1)
     expect(page.locator("iframe.embed")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "player.png"), full_page=True)
@@ -148,9 +150,9 @@ def test_sign_in_playlist_controls_spotify_and_deleting_my_data(page, system: Em
     tab = opened.value
     expect(tab.locator("h1")).to_have_text("Spotify connected")  # the fake agrees at once
     tab.close()
-    expect(page.locator("#spotify-status")).to_contain_text("Connected", timeout=10_000)
+    expect(page.locator("#spotify-status")).to_contain_text("Connected", timeout=PATIENCE_MS)
     page.get_by_role("button", name="Save as playlist").click()
-    expect(page.locator("#spotify-result")).to_contain_text("emotune: neutral", timeout=10_000)
+    expect(page.locator("#spotify-result")).to_contain_text("emotune: neutral", timeout=PATIENCE_MS)
     (made,) = system.spotify.playlists_of("fakeuser")
     assert len(made.uris) >= 5
 

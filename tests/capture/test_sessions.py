@@ -23,6 +23,7 @@ from emotune_common.streams import FACES
 
 from ..common.helpers import wait_for
 from ..conftest import DATA_DIR
+from ..processes import PATIENCE_S
 
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 LOOPING = f"video:{VIDEO}?loop=1"
@@ -53,7 +54,7 @@ async def watcher(redis: aioredis.Redis, owner: str, settings: CaptureSettings |
     finally:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+            await asyncio.wait_for(task, PATIENCE_S)
 
 
 async def register(redis: aioredis.Redis, session_id: str, source: str, user: str = "alice") -> None:
@@ -88,17 +89,17 @@ async def state_is(redis: aioredis.Redis, session_id: str, state: str, user: str
 async def test_a_registered_session_gets_crops_until_it_leaves_the_registry(redis):
     await register(redis, "s1", f"{LOOPING}&session=other&user=mallory")  # the registry names session and user
     async with watcher(redis, "w1") as (w, _, _):
-        await wait_for(lambda: has_crops(redis, "s1"), 10, "crops of s1")
+        await wait_for(lambda: has_crops(redis, "s1"), PATIENCE_S, "crops of s1")
         crops = await crops_of(redis, "s1")
         assert {(c.header.session_id, c.header.user_id, c.source) for c in crops} == {
             ("s1", "alice", "video:short_hamilton_clip.mp4")}  # fmt: skip
         record = await status(redis, "s1")
         assert (record["capture_state"], record["capture_owner"]) == ("running", "w1")
         assert await lease_of(redis, "s1") == "w1"
-        await wait_for(lambda: _detail_has(redis, "s1", "frames processed"), 3, "counts in capture_detail")
+        await wait_for(lambda: _detail_has(redis, "s1", "frames processed"), PATIENCE_S, "counts in capture_detail")
 
         await redis.hdel(CAPTURE_SESSIONS, "s1")  # the gateway stops the session
-        await wait_for(lambda: state_is(redis, "s1", "ended"), 3, "capture_state ended")
+        await wait_for(lambda: state_is(redis, "s1", "ended"), PATIENCE_S, "capture_state ended")
         assert (await status(redis, "s1"))["capture_detail"].startswith("stopped: ")
         assert await lease_of(redis, "s1") is None and not w.running
         seen = len(await crops_of(redis, "s1"))
@@ -109,7 +110,7 @@ async def test_a_registered_session_gets_crops_until_it_leaves_the_registry(redi
 async def test_two_watchers_compete_and_one_runs_the_session(redis):
     await register(redis, "s1", LOOPING)
     async with watcher(redis, "a") as (a, _, _), watcher(redis, "b") as (b, _, _):
-        await wait_for(lambda: has_crops(redis, "s1"), 10, "crops of s1")
+        await wait_for(lambda: has_crops(redis, "s1"), PATIENCE_S, "crops of s1")
         owner = await lease_of(redis, "s1")
         for _ in range(5):  # several polls and renewals: still one runner, the lease holder
             assert [w.owner for w in (a, b) if "s1" in w.running] == [owner]
@@ -121,7 +122,7 @@ async def test_two_watchers_compete_and_one_runs_the_session(redis):
 async def test_a_dead_watchers_session_is_taken_over_when_its_lease_expires(redis):
     await register(redis, "s1", LOOPING)
     async with watcher(redis, "a") as (a, a_task, _):
-        await wait_for(lambda: has_crops(redis, "s1"), 10, "crops of s1")
+        await wait_for(lambda: has_crops(redis, "s1"), PATIENCE_S, "crops of s1")
         async with watcher(redis, "b") as (b, _, _):
             await asyncio.sleep(0.5)
             assert "s1" in a.running and not b.running
@@ -129,22 +130,22 @@ async def test_a_dead_watchers_session_is_taken_over_when_its_lease_expires(redi
             with contextlib.suppress(asyncio.CancelledError):
                 await a_task
             assert await lease_of(redis, "s1") == "a"
-            await wait_for(lambda: _owner_is(redis, "s1", "b"), 5, "b to take s1 over")
+            await wait_for(lambda: _owner_is(redis, "s1", "b"), PATIENCE_S, "b to take s1 over")
             assert await lease_of(redis, "s1") == "b" and "s1" in b.running
             seen = len(await crops_of(redis, "s1"))
-            await wait_for(lambda: has_crops(redis, "s1", seen + 3), 10, "crops from b")
+            await wait_for(lambda: has_crops(redis, "s1", seen + 3), PATIENCE_S, "crops from b")
 
 
 async def test_a_stopping_watcher_hands_its_leases_back_at_once(redis):
     await register(redis, "s1", LOOPING)
     slow = fast(capture_lease_ms=30_000)  # a take-over within seconds cannot be an expiry
     async with watcher(redis, "a", slow) as (a, a_task, a_stop):
-        await wait_for(lambda: _owner_is(redis, "s1", "a"), 5, "a to take s1")
+        await wait_for(lambda: _owner_is(redis, "s1", "a"), PATIENCE_S, "a to take s1")
         async with watcher(redis, "b", slow):
             a_stop.set()  # SIGTERM
-            await asyncio.wait_for(a_task, 10)
+            await asyncio.wait_for(a_task, PATIENCE_S)
             assert not a.running
-            await wait_for(lambda: _owner_is(redis, "s1", "b"), 3, "b to take s1 over")
+            await wait_for(lambda: _owner_is(redis, "s1", "b"), PATIENCE_S, "b to take s1 over")
             assert await lease_of(redis, "s1") == "b"
 
 
@@ -153,13 +154,13 @@ async def test_a_bad_source_fails_clearly_and_the_watcher_runs_the_others(redis)
     await register(redis, "odd", "ftp://example.com/x")
     await register(redis, "good", LOOPING)
     async with watcher(redis, "w1") as (w, _, _):
-        await wait_for(lambda: state_is(redis, "bad", "failed"), 5, "bad to fail")
-        await wait_for(lambda: state_is(redis, "odd", "failed"), 5, "odd to fail")
+        await wait_for(lambda: state_is(redis, "bad", "failed"), PATIENCE_S, "bad to fail")
+        await wait_for(lambda: state_is(redis, "odd", "failed"), PATIENCE_S, "odd to fail")
         assert (await status(redis, "bad"))["capture_detail"] == (
             "video:/nonexistent.mp4: no such video file /nonexistent.mp4")  # fmt: skip
         assert "unknown source" in (await status(redis, "odd"))["capture_detail"]
         assert await lease_of(redis, "bad") is None and await redis.hexists(CAPTURE_SESSIONS, "bad")
-        await wait_for(lambda: has_crops(redis, "good"), 10, "crops of good")
+        await wait_for(lambda: has_crops(redis, "good"), PATIENCE_S, "crops of good")
         assert await state_is(redis, "good", "running")
 
         await redis.hset(session_key("alice", "bad"), "capture_detail", "not tried again")
@@ -171,7 +172,7 @@ async def test_a_bad_source_fails_clearly_and_the_watcher_runs_the_others(redis)
 async def test_a_file_read_to_its_end_is_ended_and_leaves_the_registry(redis):
     await register(redis, "once", f"video:{VIDEO}?realtime=0&fps=0")  # as fast as detection goes
     async with watcher(redis, "w1"):
-        await wait_for(lambda: state_is(redis, "once", "ended"), 10, "the file to end")
+        await wait_for(lambda: state_is(redis, "once", "ended"), PATIENCE_S, "the file to end")
         assert "frames processed" in (await status(redis, "once"))["capture_detail"]
         assert not await redis.hexists(CAPTURE_SESSIONS, "once")
         assert await lease_of(redis, "once") is None
@@ -182,13 +183,13 @@ async def test_an_instance_runs_at_most_its_maximum(redis):
     await register(redis, "s1", LOOPING)
     await register(redis, "s2", LOOPING)
     async with watcher(redis, "a", fast(capture_max_sessions=1)) as (a, _, _):
-        await wait_for(lambda: _any_running(redis, "s1", "s2"), 5, "a session to run")
+        await wait_for(lambda: _any_running(redis, "s1", "s2"), PATIENCE_S, "a session to run")
         await asyncio.sleep(0.6)
         assert len(a.running) == 1
         [waiting] = {"s1", "s2"} - set(a.running)
         assert await lease_of(redis, waiting) is None
         async with watcher(redis, "b", fast(capture_max_sessions=1)):
-            await wait_for(lambda: _owner_is(redis, waiting, "b"), 5, "b to take the other session")
+            await wait_for(lambda: _owner_is(redis, waiting, "b"), PATIENCE_S, "b to take the other session")
 
 
 async def test_serve_runs_registry_sessions_without_static_sources_or_uploads(redis, redis_server, monkeypatch):
@@ -198,11 +199,11 @@ async def test_serve_runs_registry_sessions_without_static_sources_or_uploads(re
     task = asyncio.create_task(_serve(settings, stop))
     try:
         await register(redis, "s1", LOOPING)
-        await wait_for(lambda: has_crops(redis, "s1"), 10, "crops of s1")
+        await wait_for(lambda: has_crops(redis, "s1"), PATIENCE_S, "crops of s1")
         assert await lease_of(redis, "s1") == "served"
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, PATIENCE_S)
     assert await lease_of(redis, "s1") is None
 
 

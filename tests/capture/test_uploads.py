@@ -16,6 +16,7 @@ from emotune_common.streams import dead_letter_stream
 
 from ..common.helpers import wait_for
 from ..conftest import DATA_DIR
+from ..processes import PATIENCE_S
 
 FAST = StreamSettings(batch_size=8, block_ms=50, claim_idle_ms=200, max_deliveries=2)
 
@@ -36,11 +37,11 @@ async def test_uploaded_frames_become_face_crops_and_broken_ones_dead_letters(ar
     task = asyncio.create_task(consumer.run(stop))
     dlq = dead_letter_stream(frames_stream)
     try:
-        await wait_for(lambda: _length_at_least(aredis, dlq, 2), 20, "the two undecodable frames in the DLQ")
-        await wait_for(lambda: _length_at_least(aredis, faces_stream, 2), 20, "two faces")
+        await wait_for(lambda: _length_at_least(aredis, dlq, 2), PATIENCE_S, "the two undecodable frames in the DLQ")
+        await wait_for(lambda: _length_at_least(aredis, faces_stream, 2), PATIENCE_S, "two faces")
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, PATIENCE_S)
     crops = [decode(f, messages_pb2.FaceCrop) for _, f in await aredis.xrange(faces_stream)]
     assert len(crops) == 2
     for crop in crops:

@@ -20,6 +20,7 @@ from emotune_common.settings import StreamSettings
 from emotune_common.streams import dead_letter_stream
 
 from ..conftest import ROOT
+from ..processes import PATIENCE_S
 from .helpers import crop_ids_in, crops, wait_for
 
 FAST = StreamSettings(batch_size=10, block_ms=50, claim_idle_ms=200, max_deliveries=3)
@@ -46,7 +47,7 @@ async def run_until(consumer: StreamConsumer, predicate, within: float = 20, wha
         await wait_for(predicate, within, what)
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, PATIENCE_S)
 
 
 async def pending_count(redis, stream: str, group: str) -> int:
@@ -196,8 +197,8 @@ async def test_sigkill_mid_batch_loses_nothing(aredis, names, redis_url):
 
     rescuer = start_worker(redis_url, src, dst, "rescuer", "--claim-idle-ms", "500")
     try:
-        await wait_for(lambda: _count_is(aredis, dst, 200), 30, "200 events")
-        await wait_for(lambda: _acked(aredis, src, 200), 10, "every entry acknowledged")
+        await wait_for(lambda: _count_is(aredis, dst, 200), PATIENCE_S, "200 events")
+        await wait_for(lambda: _acked(aredis, src, 200), PATIENCE_S, "every entry acknowledged")
     finally:
         rescuer.send_signal(signal.SIGTERM)
         assert rescuer.wait(10) == 0
@@ -235,15 +236,15 @@ async def test_redis_restart_under_a_running_consumer(redis_server, names):
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
-        await wait_for(lambda: _count_is(redis, dst, 50), 20, "50 events before the restart")
+        await wait_for(lambda: _count_is(redis, dst, 50), PATIENCE_S, "50 events before the restart")
         await asyncio.to_thread(redis_server.stop)
         await asyncio.sleep(1.0)
         assert not task.done()
         await asyncio.to_thread(redis_server.start)
-        await wait_for(lambda: _acked(redis, src, 300), 30, "every entry acknowledged after the restart")
+        await wait_for(lambda: _acked(redis, src, 300), PATIENCE_S, "every entry acknowledged after the restart")
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, PATIENCE_S)
     ids = await crop_ids_in(redis, dst)
     assert set(ids) == {c.header.id for c in sent}
     assert metrics.RECONNECTS.labels(src)._value.get() >= 1
@@ -288,11 +289,11 @@ async def test_a_slow_handler_keeps_its_entries_from_idle_consumers(aredis, name
     idle = [StreamConsumer(aredis, src, "inference", echo, consumer=f"idle{i}", settings=FAST) for i in range(2)]
     stop = asyncio.Event()
     slow_task = asyncio.create_task(slow_one.run(stop))
-    await wait_for(lambda: _owned_by(aredis, src, "slow"), 5, "the slow consumer to take the batch")
+    await wait_for(lambda: _owned_by(aredis, src, "slow"), PATIENCE_S, "the slow consumer to take the batch")
     others = [asyncio.create_task(c.run(stop)) for c in idle]
-    await wait_for(lambda: _acked_all(aredis, out, 5), 20, "every crop scored")
+    await wait_for(lambda: _acked_all(aredis, out, 5), PATIENCE_S, "every crop scored")
     stop.set()
-    await asyncio.wait_for(asyncio.gather(slow_task, *others), 10)
+    await asyncio.wait_for(asyncio.gather(slow_task, *others), PATIENCE_S)
     assert sorted(handled) == sorted(set(handled)) and len(handled) == 5  # each crop handled once, by the slow one
     assert await aredis.xlen(dead_letter_stream(src)) == 0
     assert await pending_count(aredis, src, "inference") == 0
@@ -321,16 +322,18 @@ async def test_outputs_to_another_redis_are_written_before_the_entry_is_acknowle
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
-        await wait_for(lambda: _delivered(aredis, src, "capture", 10), 20, "a batch delivered while dst is down")
+        await wait_for(
+            lambda: _delivered(aredis, src, "capture", 10), PATIENCE_S, "a batch delivered while dst is down"
+        )
         await asyncio.sleep(3.0)  # long enough for more than max_deliveries re-reads, had the batch been dropped
         pending = await aredis.xpending(src, "capture")
         assert pending["pending"] >= 10, pending  # delivered, and not acknowledged without its output
         assert not await aredis.exists(dead_letter_stream(src))  # held, not re-read into the dead letters
         await asyncio.to_thread(redis_server.start)
-        await wait_for(lambda: _acked(aredis, src, 40), 30, "every entry acknowledged once dst is back")
+        await wait_for(lambda: _acked(aredis, src, 40), PATIENCE_S, "every entry acknowledged once dst is back")
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, PATIENCE_S)
     assert set(await crop_ids_in(elsewhere, dst)) == {c.header.id for c in sent}
     assert not await aredis.exists(dst)  # nothing went to the input's Redis
     assert not await aredis.exists(dead_letter_stream(src))

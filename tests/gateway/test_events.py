@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 import redis
@@ -17,6 +16,7 @@ from emotune_common.streams import EMOTIONS, RECOMMENDATIONS
 from emotune_gateway.hub import Cursor
 
 from ..conftest import RedisServer, free_port
+from ..processes import PATIENCE_S
 from .conftest import Stack
 
 
@@ -60,7 +60,6 @@ def test_websocket_gets_the_users_events_and_only_theirs(client, users, stack):
     store = redis.Redis.from_url(stack.redis_url)
     alice, bob = users("alice"), users("bob")
     with client.websocket_connect(f"/v1/users/{alice.id}/events/ws?key={alice.key}") as ws:
-        time.sleep(0.3)  # the subscription is registered once the socket is accepted; give the hub a turn
         store.xadd(EMOTIONS, emotion(bob.id, "s-bob"))
         store.xadd(EMOTIONS, emotion(alice.id, "s1", frame=7))
         store.xadd(RECOMMENDATIONS, mood(alice.id, "s1"))
@@ -82,7 +81,6 @@ def test_resume_from_the_last_event_id_misses_nothing(client, users, stack):
     alice = users("alice")
     base = f"/v1/users/{alice.id}/events/ws?key={alice.key}"
     with client.websocket_connect(base) as ws:
-        time.sleep(0.3)
         store.xadd(EMOTIONS, emotion(alice.id, "s1", frame=1))
         last = receive(ws, 1)[-1]["id"]
     # while away: events of two streams and of two sessions
@@ -152,7 +150,7 @@ async def test_a_slow_subscriber_is_cut_off_and_resumes_without_loss_while_other
     fast_reader = asyncio.create_task(read_fast())
     for frame in range(40):
         await client.xadd(EMOTIONS, emotion(alice.id, "s1", frame=frame))
-    await asyncio.wait_for(fast_reader, 10)
+    await asyncio.wait_for(fast_reader, PATIENCE_S)
     assert fast_got == list(range(40)) and not fast.overflowed
     assert slow.overflowed
     slow_got = []
@@ -165,7 +163,7 @@ async def test_a_slow_subscriber_is_cut_off_and_resumes_without_loss_while_other
     missed = await hub.replay(again, Cursor.parse(slow_got[-1]["id"]))
     assert [json.loads(again.text(e))["data"]["frame_number"] for e in missed] == list(range(5, 40))
     await client.xadd(EMOTIONS, emotion(alice.id, "s1", frame=40))
-    live = json.loads(again.text(await asyncio.wait_for(again.next(), 5)))
+    live = json.loads(again.text(await asyncio.wait_for(again.next(), PATIENCE_S)))
     assert live["data"]["frame_number"] == 40 and hub.subscribers == 2
     stop.set()
     await reader

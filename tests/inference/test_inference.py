@@ -20,7 +20,7 @@ from emotune_inference.worker import event_id
 from ..common.helpers import wait_for
 from ..conftest import free_port
 from ..modelserver.helpers import predict_request, probabilities
-from ..processes import start_model_server
+from ..processes import PATIENCE_S, start_model_server
 
 
 def fer_crops(val_faces, n: int) -> list[messages_pb2.FaceCrop]:
@@ -57,10 +57,10 @@ async def test_one_event_per_crop_with_the_models_probabilities(redis_server, mo
     await StreamProducer(redis, FACES, 10_000).publish_many(crops)
     stop, task = await run_worker(settings_for(redis_server.url, model_server.target))
     try:
-        await wait_for(lambda: _length(redis, EMOTIONS, 40), 60, "40 emotion events")
+        await wait_for(lambda: _length(redis, EMOTIONS, 40), PATIENCE_S, "40 emotion events")
     finally:
         stop.set()
-        await asyncio.wait_for(task, 20)
+        await asyncio.wait_for(task, PATIENCE_S)
     got = {e.crop_id: e for e in await events(redis)}
     assert set(got) == {c.header.id for c in crops}
     with model_server.channel() as channel:
@@ -92,10 +92,10 @@ async def test_a_model_server_outage_loses_nothing(redis_server, tmp_path, val_f
         assert await redis.xlen(EMOTIONS) == 0
         assert await redis.xlen(dead_letter_stream(FACES)) == 0
         server = await asyncio.to_thread(start_model_server, tmp_path, port=port)
-        await wait_for(lambda: _length(redis, EMOTIONS, 24), 60, "every crop scored after the outage")
+        await wait_for(lambda: _length(redis, EMOTIONS, 24), PATIENCE_S, "every crop scored after the outage")
     finally:
         stop.set()
-        await asyncio.wait_for(task, 20)
+        await asyncio.wait_for(task, PATIENCE_S)
         if server:
             server.stop()
     assert {e.crop_id for e in await events(redis)} == {c.header.id for c in crops}
@@ -110,11 +110,11 @@ async def test_a_malformed_crop_goes_to_the_dead_letters_and_the_rest_flow(redis
     await StreamProducer(redis, FACES, 10_000).publish_many(crops)
     stop, task = await run_worker(settings_for(redis_server.url, model_server.target))
     try:
-        await wait_for(lambda: _length(redis, dead_letter_stream(FACES), 1), 60, "a dead letter")
-        await wait_for(lambda: _length(redis, EMOTIONS, 9), 30, "9 events")
+        await wait_for(lambda: _length(redis, dead_letter_stream(FACES), 1), PATIENCE_S, "a dead letter")
+        await wait_for(lambda: _length(redis, EMOTIONS, 9), PATIENCE_S, "9 events")
     finally:
         stop.set()
-        await asyncio.wait_for(task, 20)
+        await asyncio.wait_for(task, PATIENCE_S)
     [(_, letter)] = await redis.xrange(dead_letter_stream(FACES))
     assert b"expected 48x48" in letter[b"dlq_reason"]
     assert crops[3].header.id not in {e.crop_id for e in await events(redis)}

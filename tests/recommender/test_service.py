@@ -19,6 +19,7 @@ from emotune_common.ids import make_header
 from emotune_common.labels import EMOTIONS
 
 from ..conftest import ROOT, free_port
+from ..processes import PATIENCE_S
 
 
 def wait_until(predicate, within: float, what: str) -> None:
@@ -95,7 +96,9 @@ def test_a_lasting_mood_change_brings_a_mood_change_event_and_a_fresh_list(servi
         return [decode(f) for _, f in client.xrange("emotune:recommendations")
                 if decode(f).header.session_id == "s-mood"]  # fmt: skip
 
-    wait_until(lambda: sum(isinstance(m, messages_pb2.MoodChange) for m in published()) >= 2, 60, "two mood changes")
+    wait_until(
+        lambda: sum(isinstance(m, messages_pb2.MoodChange) for m in published()) >= 2, PATIENCE_S, "two mood changes"
+    )
     changes = [m for m in published() if isinstance(m, messages_pb2.MoodChange)]
     assert [(c.previous_mood, c.mood) for c in changes] == [(0, messages_pb2.HAPPY), (messages_pb2.HAPPY,
                                                                                         messages_pb2.SAD)]  # fmt: skip
@@ -114,5 +117,5 @@ def test_feedback_on_the_stream_brings_a_list_without_the_skipped_artist(service
     def fresh():
         return [decode(f) for _, f in client.xrange("emotune:recommendations") if decode(f).header.session_id == "s-fb"]
 
-    wait_until(lambda: fresh(), 30, "a fresh list after the skip")
+    wait_until(lambda: fresh(), PATIENCE_S, "a fresh list after the skip")
     assert skipped not in {i.artist_id for i in fresh()[-1].items}

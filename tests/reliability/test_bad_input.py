@@ -40,6 +40,7 @@ from emotune_gateway.settings import GatewaySettings
 from ..common.helpers import crops, wait_for
 from ..conftest import DATA_DIR
 from ..modelserver.helpers import predict_request, probabilities
+from ..processes import PATIENCE_S
 
 FAST = StreamSettings(batch_size=8, block_ms=50, claim_idle_ms=200, max_deliveries=2)
 PHOTO = (DATA_DIR / "images" / "obama.jpg").read_bytes()
@@ -91,7 +92,7 @@ async def running(consumer: StreamConsumer) -> AsyncIterator[None]:
         assert not task.done(), "the consumer stopped by itself"
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, PATIENCE_S)
 
 
 # -- stream entries -----------------------------------------------------------------------------------
@@ -140,8 +141,8 @@ async def test_bad_entries_end_in_the_dead_letter_stream_and_the_good_ones_aroun
                               settings=FAST, message_type=messages_pb2.FaceCrop)  # fmt: skip
     dlq = dead_letter_stream(src)
     async with running(consumer):
-        await wait_for(lambda: length_at_least(redis, dlq, len(bad)), 30, "every bad entry dead-lettered")
-        await wait_for(lambda: length_at_least(redis, dst, 20), 10, "the 20 good entries handled")
+        await wait_for(lambda: length_at_least(redis, dlq, len(bad)), PATIENCE_S, "every bad entry dead-lettered")
+        await wait_for(lambda: length_at_least(redis, dst, 20), PATIENCE_S, "the 20 good entries handled")
         letters = {f[b"dlq_entry_id"].decode(): f for _, f in await redis.xrange(dlq)}
         reasons = {name: letters[bad_ids[name]][b"dlq_reason"].decode() for name in bad}
         assert "does not parse" in reasons["random bytes"] or "without header.id" in reasons["random bytes"]
@@ -161,7 +162,7 @@ async def test_bad_entries_end_in_the_dead_letter_stream_and_the_good_ones_aroun
 
         # and it keeps running: one more good entry goes through
         await producer.publish(crops(1)[0])
-        await wait_for(lambda: length_at_least(redis, dst, 21), 10, "an entry after the bad ones")
+        await wait_for(lambda: length_at_least(redis, dst, 21), PATIENCE_S, "an entry after the bad ones")
     events = [decode(f, messages_pb2.EmotionEvent) for _, f in await redis.xrange(dst)]
     assert {e.crop_id for e in events} >= {c.header.id for c in good}
     await redis.aclose()
@@ -218,8 +219,8 @@ async def test_capture_refuses_bad_frames_clearly_and_finds_faces_in_unusual_goo
     consumer = StreamConsumer(redis, FRAMES, "capture", handler, settings=FAST, message_type=messages_pb2.Frame)
     dlq = dead_letter_stream(FRAMES)
     async with running(consumer):
-        await wait_for(lambda: length_at_least(redis, dlq, len(bad)), 60, "the bad frames dead-lettered")
-        await wait_for(lambda: _acked(redis, FRAMES, "capture"), 30, "every frame handled")
+        await wait_for(lambda: length_at_least(redis, dlq, len(bad)), PATIENCE_S, "the bad frames dead-lettered")
+        await wait_for(lambda: _acked(redis, FRAMES, "capture"), PATIENCE_S, "every frame handled")
 
     reasons = {
         decode(f, messages_pb2.Frame).frame_number: f[b"dlq_reason"].decode() for _, f in await redis.xrange(dlq)
@@ -290,7 +291,7 @@ def test_the_gateway_answers_each_bad_upload_clearly_and_capture_finds_faces_in_
                                   upload_handler(FaceDetector(), StreamProducer(redis, FACES, 1000)),
                                   settings=FAST, message_type=messages_pb2.Frame)  # fmt: skip
         async with running(consumer):
-            await wait_for(lambda: _acked(redis, FRAMES, "capture"), 60, "the accepted frames handled")
+            await wait_for(lambda: _acked(redis, FRAMES, "capture"), PATIENCE_S, "the accepted frames handled")
         found: dict[int, int] = {}
         for _, f in await redis.xrange(FACES):
             number = decode(f, messages_pb2.FaceCrop).frame_number

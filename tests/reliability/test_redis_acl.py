@@ -38,6 +38,7 @@ from emotune_gateway.settings import GatewaySettings
 
 from ..common.helpers import crops, wait_for
 from ..conftest import DATA_DIR, ROOT, free_port
+from ..processes import PATIENCE_S
 
 TEMPLATE = ROOT / "deploy" / "redis" / "users.acl.template"
 FRAMES_TEMPLATE = ROOT / "deploy" / "redis" / "frames-users.acl.template"
@@ -186,12 +187,12 @@ async def test_each_service_runs_its_streams_as_its_own_user(acl_redis, frames_r
     dlq = dead_letter_stream(stream)
     admin, output_admin = connect(source.url("default")), connect(acl_redis.url("default"))
     try:
-        await wait_for(lambda: _at_least(admin, dlq, 1), 20, "the poison entry dead-lettered")
-        await wait_for(lambda: _no_pending(admin, stream, reader), 20, "every entry handled")
+        await wait_for(lambda: _at_least(admin, dlq, 1), PATIENCE_S, "the poison entry dead-lettered")
+        await wait_for(lambda: _no_pending(admin, stream, reader), PATIENCE_S, "every entry handled")
         assert not task.done()
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, PATIENCE_S)
     assert await output_admin.xlen(output) >= 1
     await asyncio.sleep(1.1)
     lengths = [await admin.xlen(stream), await admin.xlen(dlq), await output_admin.xlen(output)]
@@ -368,7 +369,7 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
                                 headers={**headers, "Content-Type": "image/jpeg"})  # fmt: skip
                 assert r.status_code == 202, r.text
             _until(lambda: client.get(f"{base}/sessions/{session['id']}/mood", headers=headers).status_code == 200,
-                   90, "the recommender's mood of the session")  # fmt: skip
+                   PATIENCE_S, "the recommender's mood of the session")  # fmt: skip
             history = client.get(f"{base}/sessions/{session['id']}/mood/history", headers=headers).json()
             assert history["points"]
             recommended = client.get(f"{base}/sessions/{session['id']}/recommendations", headers=headers)
@@ -383,13 +384,15 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
             video = client.post(f"{base}/sessions", json={"source": "video:short_hamilton_clip.mp4?loop=1"},
                                 headers=headers).json()  # fmt: skip
             _until(lambda: client.get(f"{base}/sessions/{video['id']}", headers=headers).json().get("capture_state")
-                   == "running", 60, "capture running the video session")  # fmt: skip
+                   == "running", PATIENCE_S, "capture running the video session")  # fmt: skip
             client.delete(f"{base}/sessions/{video['id']}", headers=headers)
-            _until(lambda: not admin.exists(f"emotune:capture:lease:{video['id']}"), 30, "the lease handed back")
+            _until(
+                lambda: not admin.exists(f"emotune:capture:lease:{video['id']}"), PATIENCE_S, "the lease handed back"
+            )
 
             # six frames, faces and events over bounds of 3, 5 and 5: each producer ran its trim script
             _until(lambda: frames_admin.hget(f"emotune:stats:{FRAMES}", "trimmed")
-                   and all(admin.hget(f"emotune:stats:{s}", "trimmed") for s in (FACES, EMOTIONS)), 60,
+                   and all(admin.hget(f"emotune:stats:{s}", "trimmed") for s in (FACES, EMOTIONS)), PATIENCE_S,
                    "capture, inference and the gateway trimming their streams")  # fmt: skip
             assert frames_admin.xlen(FRAMES) and not admin.exists(FRAMES)  # the frames went only there
             deleted = client.delete(f"{base}/data", headers=headers).json()

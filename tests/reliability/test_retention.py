@@ -15,6 +15,7 @@ from emotune_common.settings import StreamSettings
 from emotune_common.streams import dead_letter_stream
 
 from ..common.helpers import crops, wait_for
+from ..processes import PATIENCE_S
 
 
 def test_the_retention_is_a_setting_every_producer_reads(monkeypatch, aredis):
@@ -94,14 +95,14 @@ async def test_an_idle_stream_its_dead_letters_and_its_outputs_age_out_through_t
     task = asyncio.create_task(consumer.run(stop))
     dlq = dead_letter_stream(src)
     try:
-        await wait_for(lambda: _length(aredis, dst, 10), 10, "the crops handled")
+        await wait_for(lambda: _length(aredis, dst, 10), PATIENCE_S, "the crops handled")
         assert await aredis.xlen(dlq) == 1
         # nobody publishes any more: within the retention and the expiry period, all of it is gone
-        await wait_for(lambda: _all_empty(aredis, src, dlq, dst), 10, "the idle streams aged out")
+        await wait_for(lambda: _all_empty(aredis, src, dlq, dst), PATIENCE_S, "the idle streams aged out")
         assert not task.done()
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, PATIENCE_S)
     stats = await stream_stats(aredis, src)
     assert stats["trimmed"] == 11 and stats.get("dropped", 0) == 0  # all had been read before they went
 

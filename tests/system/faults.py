@@ -29,7 +29,7 @@ from emotune_common.keys import session_key
 from emotune_common.streams import EMOTIONS, FACES, RECOMMENDATIONS, dead_letter_stream
 
 from ..conftest import DATA_DIR
-from ..processes import ModelServer, Service, System, free_port, start_model_server, wait_until
+from ..processes import PATIENCE_S, ModelServer, Service, System, free_port, start_model_server, wait_until
 
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 USER, SESSION = "u1", "s1"
@@ -90,7 +90,7 @@ class FaultSystem(System):
         self.model_start_s = self.start_model()
         for name in ("w1", "w2"):
             self.wait_http(name, "/healthz", 90)
-        self.wait_recommender(180)
+        self.wait_recommender(PATIENCE_S)
         self.wait_http("gateway", "/readyz", 90)
         return self
 
@@ -141,7 +141,7 @@ class FaultSystem(System):
     def start_recommender(self, wait: bool = True, **env: str) -> Service:
         service = super().start_recommender(**env)
         if wait:
-            self.wait_recommender(180)
+            self.wait_recommender(PATIENCE_S)
         return service
 
     def start_gateway(self, wait: bool = True, **env: str) -> Service:
@@ -438,7 +438,7 @@ class Subscriber:
                     number, got = len(self.connected) - 1, 0
                     while not self._stop.is_set():
                         try:
-                            text = await asyncio.wait_for(ws.recv(), 0.5)
+                            text = await asyncio.wait_for(ws.recv(), PATIENCE_S)
                         except TimeoutError:
                             continue
                         event = json.loads(text)

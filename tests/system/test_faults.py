@@ -32,6 +32,7 @@ import pytest
 from emotune_common.streams import EMOTIONS, FACES, RECOMMENDATIONS
 
 from ..conftest import ROOT
+from ..processes import PATIENCE_S
 from .faults import CLAIM_IDLE_MS, INFERENCE, RECOMMENDER, USER, FaultSystem, Subscriber, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -104,7 +105,7 @@ def finish(system: FaultSystem, subscriber: Subscriber, results: Results, since_
     """Stop capture, drain, check everything, and write the record (before asserting, so it is kept)."""
     system.stop_capture()
     _, took = system.settle()
-    wait_until(lambda: subscriber.caught_up(system.ledger(), USER), 60, "the subscriber to get every event")
+    wait_until(lambda: subscriber.caught_up(system.ledger(), USER), PATIENCE_S, "the subscriber to get every event")
     ledger = system.ledger()
     window = ledger.window(since_faces)
     problems = ledger.problems(system.poison) + subscriber.check(ledger, USER)
@@ -148,7 +149,9 @@ def test_an_inference_worker_killed_mid_batch(system, subscriber, results):
     def held_done() -> bool:
         return not held & system.pending_ids(FACES, INFERENCE)
 
-    recovered = wait_until(held_done, 60, "the dead worker's crops to be claimed and scored") and time.monotonic()
+    recovered = (
+        wait_until(held_done, PATIENCE_S, "the dead worker's crops to be claimed and scored") and time.monotonic()
+    )
     system.wait_new(EMOTIONS, system.last_id(EMOTIONS), 10)  # one worker carries the flow
     alone = time.monotonic()
     system.start_worker("w1")  # back to two (the same consumer names: it first re-reads its own pending)
@@ -186,11 +189,13 @@ def test_the_model_server_down_for_10_s(system, subscriber, results):
 
     with ThreadPoolExecutor(1) as pool:
         starting = pool.submit(restart)
-        serving = system.wait_grpc(system.model_port, 240)
+        serving = system.wait_grpc(system.model_port, PATIENCE_S)
         first = system.wait_new(EMOTIONS, events_before, 1, within=120)  # the workers got through again
         tail_at_first = system.last_id(FACES)
         backlog = "the backlog"
-        wait_until(lambda: system.backlog_done(FACES, INFERENCE, tail_at_first, set(system.poison)), 120, backlog)
+        wait_until(
+            lambda: system.backlog_done(FACES, INFERENCE, tail_at_first, set(system.poison)), PATIENCE_S, backlog
+        )
         drained = time.monotonic()
         restart_s = starting.result(timeout=240)
     crops_while_down = len(system.client.xrange(FACES, f"({faces_before}", tail_at_first))
@@ -230,7 +235,7 @@ def test_redis_restarted_under_load(system, subscriber, results):
     tail_at_up = system.last_id(FACES)
     first_crop = system.wait_new(FACES, tail_at_up, 1, within=120)
     first_event = system.wait_new(EMOTIONS, system.last_id(EMOTIONS), 1, within=120)
-    wait_until(lambda: system.backlog_done(FACES, INFERENCE, tail_at_up, set(system.poison)), 120, "the backlog")
+    wait_until(lambda: system.backlog_done(FACES, INFERENCE, tail_at_up, set(system.poison)), PATIENCE_S, "the backlog")
     drained = time.monotonic()
     capture_alive = system.services["capture"].alive
     record = {
@@ -277,15 +282,17 @@ def test_the_recommender_killed_and_restarted(system, subscriber, results):
         system.start_recommender()  # the same port and models; a new consumer name (the host and the new pid)
         up = time.monotonic()
         tail_at_up = system.last_id(EMOTIONS)
-        wait_until(lambda: system.backlog_done(EMOTIONS, RECOMMENDER, tail_at_up), 120, "the recommender's backlog")
+        wait_until(
+            lambda: system.backlog_done(EMOTIONS, RECOMMENDER, tail_at_up), PATIENCE_S, "the recommender's backlog"
+        )
         caught_up = time.monotonic()
-        wait_until(lambda: any(at > up and code == 200 for at, code in answers), 150, "recommendations again")
+        wait_until(lambda: any(at > up and code == 200 for at, code in answers), PATIENCE_S, "recommendations again")
     finally:
         asking.set()
         pool.shutdown()
     refused = sum(1 for at, code in answers if killed < at < up and code != 200)
     rest_back = next(at for at, code in answers if at > up and code == 200)
-    wait_until(lambda: system.mood_updated_at() > mood_before, 60, "the session's mood to move again")
+    wait_until(lambda: system.mood_updated_at() > mood_before, PATIENCE_S, "the session's mood to move again")
     finish(system, subscriber, results, since, {
         "fault": "recommender killed (SIGKILL) and restarted",
         "what_happened": (
@@ -313,8 +320,10 @@ def test_the_gateway_killed_while_a_subscriber_is_connected(system, subscriber, 
     time.sleep(2)
     system.start_gateway()
     up = time.monotonic()
-    wait_until(lambda: len(subscriber.connected) >= connections + 2, 60, "the subscriber to reconnect twice")
-    after = wait_until(lambda: [r for r in subscriber.snapshot() if r.connection >= connections], 60, "an event")
+    wait_until(lambda: len(subscriber.connected) >= connections + 2, PATIENCE_S, "the subscriber to reconnect twice")
+    after = wait_until(
+        lambda: [r for r in subscriber.snapshot() if r.connection >= connections], PATIENCE_S, "an event"
+    )
     reconnected = subscriber.connected[connections][0]
     replayed = [r for r in after if r.connection == connections]
     wall = time.time() - time.monotonic()  # entry ids are Redis's wall clock, in milliseconds

@@ -12,7 +12,7 @@ from emotune_common.codec import decode
 from emotune_common.streams import EMOTIONS, FACES, dead_letter_stream
 
 from ..conftest import DATA_DIR
-from ..processes import python_module, spawn, stop, wait_until
+from ..processes import PATIENCE_S, python_module, spawn, stop, wait_until
 
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 
@@ -37,7 +37,7 @@ def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_se
     }
     capture = spawn("capture", python_module("emotune_capture", "serve"), capture_env)
     try:
-        wait_until(lambda: client.xlen(EMOTIONS) >= 30, 90, "the first events")
+        wait_until(lambda: client.xlen(EMOTIONS) >= 30, PATIENCE_S, "the first events")
         workers["w1"].process.send_signal(signal.SIGKILL)  # mid-run: it dies holding whatever batch it had
         workers["w1"].process.wait(10)
         assert capture.process.wait(120) == 0, "capture failed"
@@ -48,8 +48,8 @@ def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_se
             events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange(EMOTIONS)]
             return {e.crop_id for e in events} >= crop_ids
 
-        wait_until(all_scored, 60, "an event for every crop")
-        wait_until(lambda: client.xpending(FACES, "inference")["pending"] == 0, 30, "nothing left pending")
+        wait_until(all_scored, PATIENCE_S, "an event for every crop")
+        wait_until(lambda: client.xpending(FACES, "inference")["pending"] == 0, PATIENCE_S, "nothing left pending")
     finally:
         stop(capture, *workers.values())
     events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange(EMOTIONS)]

@@ -16,7 +16,7 @@ from emotune_common.codec import decode
 
 from ..common.helpers import crops
 from ..conftest import DATA_DIR, ROOT, free_port
-from ..processes import wait_until
+from ..processes import PATIENCE_S, wait_until
 
 
 def answers(client: redis.Redis) -> bool:
@@ -45,16 +45,16 @@ def test_run_starts_redis_and_services_and_one_ctrl_c_stops_everything(tmp_path)
     )
     client = redis.Redis.from_url(url)
     try:
-        wait_until(lambda: answers(client), 20, "Redis to answer")
+        wait_until(lambda: answers(client), PATIENCE_S, "Redis to answer")
         for crop in crops(5):
             client.xadd("faces", {"type": "emotune.v1.FaceCrop", "pb": crop.SerializeToString()})
-        wait_until(lambda: client.xlen("emotions") == 5, 20, "the worker to handle 5 crops")
+        wait_until(lambda: client.xlen("emotions") == 5, PATIENCE_S, "the worker to handle 5 crops")
         assert {decode(f, messages_pb2.EmotionEvent).crop_id for _, f in client.xrange("emotions")}
     finally:
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
         output, _ = run.communicate(timeout=30)
     assert run.returncode is not None
-    wait_until(lambda: not answers(client), 10, "Redis to stop after Ctrl-C")
+    wait_until(lambda: not answers(client), PATIENCE_S, "Redis to stop after Ctrl-C")
     assert "redis" in output and "worker" in output
     leftover = subprocess.run(["pgrep", "-f", f"echo_worker {url}"], capture_output=True, text=True).stdout
     assert leftover == "", f"worker still running: {leftover}"
@@ -84,7 +84,7 @@ def test_make_run_turns_an_uploaded_frame_into_emotion_events_and_stops_cleanly(
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     client, frames = redis.Redis.from_url(url), redis.Redis.from_url(frames_url)
     try:
-        wait_until(lambda: answers(client) and answers(frames), 30, "both Redis servers to answer")
+        wait_until(lambda: answers(client) and answers(frames), PATIENCE_S, "both Redis servers to answer")
         assert frames.config_get("appendonly") == {"appendonly": "no"} and frames.config_get("save") == {"save": ""}
         photo = (DATA_DIR / "images" / "two_people.jpg").read_bytes()
         frame = messages_pb2.Frame(header=make_header("s1", "alice"), image=photo, content_type="image/jpeg")
@@ -94,7 +94,7 @@ def test_make_run_turns_an_uploaded_frame_into_emotion_events_and_stops_cleanly(
             events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange("emotune:emotions")]
             return [e for e in events if e.header.user_id == "alice" and e.header.session_id == "s1"]
 
-        wait_until(lambda: len(alices()) >= 2, 120, "two emotion events from the uploaded photo")
+        wait_until(lambda: len(alices()) >= 2, PATIENCE_S, "two emotion events from the uploaded photo")
         assert not client.exists("emotune:frames"), "a frame reached the Redis that keeps its data on disk"
     finally:
         os.killpg(run.pid, signal.SIGINT)
@@ -103,5 +103,5 @@ def test_make_run_turns_an_uploaded_frame_into_emotion_events_and_stops_cleanly(
         assert name in output
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", grpc_port)) != 0, "the model server still listens after Ctrl-C"
-    wait_until(lambda: not (answers(client) or answers(frames)), 10, "both Redis servers to stop after Ctrl-C")
+    wait_until(lambda: not (answers(client) or answers(frames)), PATIENCE_S, "both Redis servers to stop after Ctrl-C")
     assert list((ROOT / ".run" / "redis-frames").iterdir()) == [], "the frames Redis wrote to disk"
