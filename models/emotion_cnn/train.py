@@ -54,6 +54,30 @@ def random_affine(images, max_degrees: float = 10.0, max_zoom: float = 0.1, max_
     )
 
 
+def random_erasing(images, probability: float = 0.5, max_area: float = 0.25):
+    """Blank one random rectangle in each image with ``probability`` (Zhong et al. 2020).
+
+    The rectangle covers 2%..``max_area`` of the face with an aspect ratio of 1/3..3, and is filled
+    with noise, so the network cannot rely on any single part of a face (a mouth, an eyebrow).
+    """
+    import tensorflow as tf
+
+    n = tf.shape(images)[0]
+    size = tf.cast(tf.shape(images)[1], tf.float32)
+    area = tf.random.uniform([n], 0.02, max_area) * size * size
+    log_ratio = tf.random.uniform([n], -1.0986, 1.0986)
+    h = tf.sqrt(area * tf.exp(log_ratio))
+    w = tf.sqrt(area / tf.exp(log_ratio))
+    cy = tf.random.uniform([n], 0.0, size)
+    cx = tf.random.uniform([n], 0.0, size)
+    grid = tf.range(size)
+    inside_y = tf.abs(grid[None, :] - cy[:, None]) < h[:, None] / 2
+    inside_x = tf.abs(grid[None, :] - cx[:, None]) < w[:, None] / 2
+    mask = tf.logical_and(inside_y[:, :, None], inside_x[:, None, :])
+    mask = tf.logical_and(mask, (tf.random.uniform([n]) < probability)[:, None, None])[..., None]
+    return tf.where(mask, tf.random.uniform(tf.shape(images)), images)
+
+
 def _cosine_with_warmup(base_lr: float, epochs: int, warmup: int = 2):
     def schedule(epoch: int, _lr: float = 0.0) -> float:
         if epoch < warmup:
@@ -70,6 +94,11 @@ def main(
     epochs: int = typer.Option(60, min=1),
     batch_size: int = typer.Option(64, min=1),
     learning_rate: float = typer.Option(1e-3),
+    optimizer: str = typer.Option("adamw", help="adamw, or sgd (Nesterov momentum 0.9)"),
+    label_smoothing: float = typer.Option(0.0, min=0.0, max=0.5),
+    erasing: float = typer.Option(0.0, min=0.0, max=1.0, help="Probability of random erasing per face"),
+    warmup: int = typer.Option(2, min=0, help="Epochs of linear learning-rate warm-up"),
+    init_from: Path = typer.Option(None, help="Start from the weights of this SavedModel version folder"),
     seed: int = typer.Option(1337),
     checkpoint_dir: Path = typer.Option(HERE / "checkpoints", help="Resume state, best weights, history.csv"),
     export_dir: Path = typer.Option(HERE, help="Where the SavedModel version is written"),
@@ -80,9 +109,11 @@ def main(
     import keras
     import tensorflow as tf
 
+    from models.emotion_cnn import LABELS
     from models.emotion_cnn.data import DEFAULT_DATA_DIR, fer_path, load_npz
     from models.emotion_cnn.export import export_savedmodel
     from models.emotion_cnn.network import build_model
+    from models.emotion_cnn.warmstart import load_weights_from_savedmodel
 
     data_dir = data_dir or DEFAULT_DATA_DIR
     keras.utils.set_random_seed(seed)
@@ -92,19 +123,35 @@ def main(
         x_train, y_train = x_train[:limit], y_train[:limit]
     typer.echo(f"train {len(x_train)} faces, validation {len(x_val)}, {epochs} epochs, checkpoints in {checkpoint_dir}")
 
+    def augment(x, y):
+        x = random_affine(x)
+        if erasing:
+            x = random_erasing(x, erasing)
+        return x, tf.one_hot(y, len(LABELS))
+
     train_ds = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
         .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
-        .map(lambda x, y: (random_affine(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256).prefetch(tf.data.AUTOTUNE)
+    val_ds = (
+        tf.data.Dataset.from_tensor_slices((x_val, tf.one_hot(y_val, len(LABELS)))).batch(256).prefetch(tf.data.AUTOTUNE)
+    )
 
     model = build_model()
+    if init_from:
+        typer.echo(f"starting from the {load_weights_from_savedmodel(model, init_from)} weights of {init_from}")
+    if optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    elif optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=1e-4)
+    else:
+        raise typer.BadParameter(f"optimizer must be adamw or sgd, not {optimizer!r}")
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=1e-4),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        optimizer=opt,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=["accuracy"],
     )
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +160,7 @@ def main(
         keras.callbacks.BackupAndRestore(str(checkpoint_dir / "resume")),
         keras.callbacks.ModelCheckpoint(str(best), monitor="val_accuracy", save_best_only=True, save_weights_only=True),
         keras.callbacks.CSVLogger(str(checkpoint_dir / "history.csv"), append=True),
-        keras.callbacks.LearningRateScheduler(_cosine_with_warmup(learning_rate, epochs)),
+        keras.callbacks.LearningRateScheduler(_cosine_with_warmup(learning_rate, epochs, warmup)),
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=2)
 
@@ -124,7 +171,17 @@ def main(
         path = export_savedmodel(model, export_dir)
         (path / "training.json").write_text(
             json.dumps(
-                {"epochs": epochs, "seed": seed, "val_accuracy_single_view": round(float(accuracy), 4)}, indent=2
+                {
+                    "epochs": epochs,
+                    "seed": seed,
+                    "optimizer": optimizer,
+                    "learning_rate": learning_rate,
+                    "label_smoothing": label_smoothing,
+                    "erasing": erasing,
+                    "init_from": str(init_from) if init_from else None,
+                    "val_accuracy_single_view": round(float(accuracy), 4),
+                },
+                indent=2,
             )
         )
         typer.echo(f"exported {path}")
