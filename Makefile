@@ -7,7 +7,7 @@ SERVICES := $(sort $(dir $(wildcard services/*/pyproject.toml)))
 PROTOS := $(wildcard proto/emotune/v1/*.proto)
 DATA ?= ../shared/data/fer2013/val.npz
 
-.PHONY: setup run test lint format proto check-proto lock bench train eval eval-recommender data fuzz clean
+.PHONY: setup system-packages run test lint format proto check-proto lock bench train train-v2 eval eval-recommender data fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -23,8 +23,14 @@ $(VENV)/.installed: constraints.txt $(wildcard services/*/pyproject.toml)
 run: setup
 	$(BIN)/python scripts/run_local.py
 
-test: setup lint check-proto
-	$(BIN)/python -m pytest
+# The whole suite: the Debian packages it needs first (scripts/system_packages.sh), then lint, the
+# generated-code check and pytest, which starts its own Redis on a free port (tests/conftest.py) and
+# every other server it needs, and stops them.
+test: setup system-packages lint check-proto
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+system-packages:
+	bash scripts/system_packages.sh
 
 lint: setup
 	$(BIN)/ruff check .
@@ -70,6 +76,14 @@ data: setup
 # Train the emotion CNN (hours on 2 CPU cores; run it again to resume), export a new version.
 train: setup
 	$(BIN)/python -m models.emotion_cnn.train $(TRAIN_ARGS)
+
+# Version 2's run (issue 10/12): version 1's weights, then 24 epochs of SGD with Nesterov momentum, label
+# smoothing and random erasing. Resumable: its checkpoint (models/emotion_cnn/checkpoints/v2) is committed
+# between sessions, replaced each time, so `make train-v2` carries on from the last finished epoch.
+train-v2: setup
+	$(BIN)/python -m models.emotion_cnn.train --epochs 24 --init-from models/emotion_cnn/1 --optimizer sgd \
+		--learning-rate 0.01 --warmup 1 --label-smoothing 0.1 --erasing 0.5 \
+		--checkpoint-dir models/emotion_cnn/checkpoints/v2 --no-export
 
 # Evaluate the latest version on DATA (an .npz with x uint8 [N,48,48], y uint8 [N]).
 eval: setup
