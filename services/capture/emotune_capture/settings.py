@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from emotune_capture.detector import DetectorOptions, Equalize
-from emotune_common.settings import FramesSettings
+from emotune_common.settings import SourceSettings
 
 
-class CaptureSettings(FramesSettings):
+class CaptureSettings(SourceSettings):
     capture_sources: str = Field("", description="Sources to read, separated by spaces (see sources.py)")
     capture_uploads: bool = Field(True, description="Read browser-uploaded frames from emotune:frames")
     capture_fps: float = Field(10.0, ge=0, description="Default frame-rate cap of a source (0: none)")

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from emotune_common.egress import StreamAllow
 
 
 def default_data_dir() -> Path:
@@ -66,3 +68,22 @@ class FramesSettings(ServiceSettings):
 
     def frames_url(self) -> str:
         return self.frames_redis_url or self.redis_url
+
+
+class SourceSettings(FramesSettings):
+    """Settings of the services that handle capture sources: the gateway checks them, capture opens them."""
+
+    stream_allow: str = Field(
+        "public",
+        description="Where stream sources may connect, separated by spaces: host names, addresses, CIDR networks, "
+        "and 'public' (any public address). Loopback, private, link-local and metadata addresses only when named",
+    )
+
+    @field_validator("stream_allow")
+    @classmethod
+    def _parses(cls, text: str) -> str:
+        StreamAllow.parse(text)  # a wrong entry stops the service at start, with its reason
+        return text
+
+    def stream_policy(self) -> StreamAllow:
+        return StreamAllow.parse(self.stream_allow)

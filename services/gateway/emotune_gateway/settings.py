@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from emotune_common.settings import FramesSettings, default_data_dir
+from emotune_common.settings import SourceSettings, default_data_dir
 
 
-class GatewaySettings(FramesSettings):
+class GatewaySettings(SourceSettings):
     gateway_host: str = "0.0.0.0"
     gateway_port: int = Field(8000, ge=1, le=65535)
     public_url: str = Field("http://127.0.0.1:8000", description="Where browsers reach the gateway (OAuth redirect)")
@@ -25,7 +25,10 @@ class GatewaySettings(FramesSettings):
     rate_limit: str = Field("1200/minute", description="Requests per API key (or client address), limits syntax")
     frame_rate_limit: str = Field("20/second", description="Frame uploads per API key")
     subscriber_queue: int = Field(1_000, ge=1, description="Events held for a slow subscriber before it is cut off")
-    session_sources: str = Field("upload webcam video stream", description="Source kinds a session may use")
+    session_sources: str = Field(
+        "upload webcam video stream",
+        description="Source kinds a session may use on this gateway; each user beyond upload only as granted",
+    )
     media_dir: Path = Field(default_factory=lambda: default_data_dir() / "video",
                             description="The only folder video: and images: sessions may read")  # fmt: skip
     spotipy_client_id: str = Field("", validation_alias="SPOTIPY_CLIENT_ID")
