@@ -60,16 +60,18 @@ def find_redis_server() -> str:
 
 async def local_key(url: str, known: str) -> str:
     """The API key of the local user ``local``: ``known`` while it is valid, else a new one (and the
-    user, on first use)."""
+    user, on first use). The local user sits at this machine, so it may open every kind of source (its
+    camera, files, streams): granted again at each start, also to a user made before grants existed."""
     from emotune_common.redis_client import connect
     from emotune_gateway import accounts
 
     client = connect(url)
     try:
-        if known and await accounts.user_of_key(client, known) == "local":
-            return known
         if not await accounts.user_exists(client, "local"):
             await accounts.create_user(client, "local", "You")
+        await accounts.set_sources(client, "local", accounts.GRANTABLE)
+        if known and await accounts.user_of_key(client, known) == "local":
+            return known
         return await accounts.create_key(client, "local")
     finally:
         await client.aclose()

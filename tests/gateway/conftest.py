@@ -69,13 +69,13 @@ def settings_for(stack: Stack, **overrides) -> GatewaySettings:
     })  # fmt: skip
 
 
-def new_user(redis_url: str, user_id: str) -> str:
-    """Create ``user_id`` and return an API key for it."""
+def new_user(redis_url: str, user_id: str, sources: tuple[str, ...] = ()) -> str:
+    """Create ``user_id``, granted ``sources`` besides upload as an operator grants them, and return an API key."""
 
     async def go() -> str:
         redis = connect(redis_url)
         try:
-            await accounts.create_user(redis, user_id)
+            await accounts.create_user(redis, user_id, sources=sources)
             return await accounts.create_key(redis, user_id)
         finally:
             await redis.aclose()
@@ -102,11 +102,11 @@ def client(stack) -> Iterator[TestClient]:
 
 @pytest.fixture
 def users(stack):
-    """A factory of fresh users (unique ids) with their keys."""
+    """A factory of fresh users (unique ids) with their keys, granted ``sources`` besides upload."""
     import uuid
 
-    def make(prefix: str = "u") -> User:
+    def make(prefix: str = "u", sources: tuple[str, ...] = ()) -> User:
         user_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        return User(user_id, new_user(stack.redis_url, user_id))
+        return User(user_id, new_user(stack.redis_url, user_id, sources))
 
     return make

@@ -92,7 +92,7 @@ def test_another_users_events_are_refused_on_websocket(client, users):
 
 
 def test_sessions_start_list_stop(client, users, stack):
-    alice = users("alice")
+    alice = users("alice", sources=("video",))
     upload = start(client, alice)
     assert upload["state"] == "active" and upload["source"] == "upload"
     video = start(client, alice, "video:short_hamilton_clip.mp4?fps=5")
@@ -120,7 +120,7 @@ def test_sessions_start_list_stop(client, users, stack):
     ],
 )
 def test_bad_sources_are_refused_clearly(client, users, source, why):
-    alice = users("alice")
+    alice = users("alice", sources=("video", "webcam"))
     r = client.post(f"/v1/users/{alice.id}/sessions", json={"source": source}, headers=alice.headers)
     assert r.status_code == 422 and why in r.json()["detail"], r.text
 
@@ -277,7 +277,7 @@ def test_feedback_is_queued_when_the_recommender_is_away(stack, users):
 
 
 def test_deleting_a_user_removes_every_key_and_entry(client, users, stack):
-    alice, bob = users("alice"), users("bob")
+    alice, bob = users("alice", sources=("video",)), users("bob", sources=("video",))
     store = redis.Redis.from_url(stack.redis_url)
     for user in (alice, bob):
         session = start(client, user)

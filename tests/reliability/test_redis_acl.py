@@ -347,9 +347,9 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
     }  # fmt: skip
     admin, frames_admin = acl_redis.admin(), frames_redis.admin()
     try:
-        created = subprocess.run([sys.executable, "-m", "emotune_gateway", "users", "create", "alice"], cwd=ROOT,
-                                 env={**os.environ, "REDIS_URL": acl_redis.url("gateway")}, capture_output=True,
-                                 text=True, timeout=60)  # fmt: skip
+        created = subprocess.run([sys.executable, "-m", "emotune_gateway", "users", "create", "alice", "--sources",
+                                  "video"], cwd=ROOT, env={**os.environ, "REDIS_URL": acl_redis.url("gateway")},
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         assert created.returncode == 0, created.stderr
         headers = {"Authorization": f"Bearer {created.stdout.strip()}"}
         with grpc.insecure_channel(f"127.0.0.1:{recommender_port}") as channel:

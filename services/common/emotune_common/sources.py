@@ -21,6 +21,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 _TRUE = ("1", "true", "yes")
+#: The kinds of source the capture service opens (besides the frames browsers upload).
+SOURCE_KINDS = ("webcam", "video", "images", "stream")
 
 
 class SourceError(ValueError):

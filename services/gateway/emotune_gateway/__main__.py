@@ -2,6 +2,8 @@
 
 python -m emotune_gateway serve                 # the API and the web page on EMOTUNE_GATEWAY_PORT (8000)
 python -m emotune_gateway users create alice    # a user, and their first API key (shown once)
+python -m emotune_gateway users create bob --sources "webcam video stream"   # who may open those too
+python -m emotune_gateway users sources bob video   # bob's sources from now: upload and video (others stopped)
 python -m emotune_gateway keys create alice     # another key
 python -m emotune_gateway keys revoke KEY
 python -m emotune_gateway users delete alice    # everything about alice, account and keys included
@@ -18,7 +20,7 @@ import uvicorn
 
 from emotune_common.logs import configure_logging
 from emotune_common.redis_client import connect, connect_or_reuse
-from emotune_gateway import accounts
+from emotune_gateway import accounts, sessions
 from emotune_gateway.privacy import Deleted, delete_user_data
 from emotune_gateway.settings import GatewaySettings
 
@@ -65,23 +67,57 @@ def serve() -> None:
     )
 
 
+def _kinds(values: list[str]) -> list[str]:
+    """Kinds given as several words, or in one separated by spaces or commas."""
+    return [kind for value in values for kind in value.replace(",", " ").split()]
+
+
+SOURCES_HELP = f"Kinds of source besides upload: {', '.join(sorted(accounts.GRANTABLE - accounts.DEFAULT_SOURCES))}"
+
+
 @users.command("create")
 def users_create(
     user_id: str,
     name: str = typer.Option("", help="Display name"),
     exist_ok: bool = typer.Option(False, help="Only a new key when the user exists"),
+    sources: list[str] = typer.Option([], "--sources", help=SOURCES_HELP + " (a new user's grant)"),
 ) -> None:
-    """Create a user and print their first API key (it is not stored: keep it)."""
+    """Create a user and print their first API key (it is not stored: keep it).
+
+    Every user may upload frames from their browser; a camera, video, image folder or stream source only
+    when granted here or with `users sources`."""
 
     async def go(redis) -> str:
         try:
-            await accounts.create_user(redis, user_id, name)
+            await accounts.create_user(redis, user_id, name, _kinds(sources))
         except accounts.AccountError:
             if not (exist_ok and await accounts.user_exists(redis, user_id)):
                 raise
         return await accounts.create_key(redis, user_id)
 
     typer.echo(_with_redis(go))
+
+
+@users.command("sources")
+def users_sources(
+    user_id: str, kinds: list[str] = typer.Argument(None, help=SOURCES_HELP + "; none: show the grant")
+) -> None:
+    """Show a user's sources, or grant exactly KINDS and upload (`upload` alone: no others).
+
+    The user's running sessions of a kind taken away are stopped."""
+
+    async def go(redis) -> tuple[frozenset[str], list[str]]:
+        if not kinds:
+            if not await accounts.user_exists(redis, user_id):
+                raise accounts.AccountError(f"no user {user_id!r}")
+            return await accounts.sources_of(redis, user_id), []
+        grant = await accounts.set_sources(redis, user_id, _kinds(kinds))
+        return grant, await sessions.stop_ungranted(redis, user_id, grant)
+
+    grant, stopped = _with_redis(go)
+    typer.echo(f"{user_id}: {' '.join(sorted(grant))}")
+    for session_id in stopped:
+        typer.echo(f"stopped session {session_id}: its source is no longer granted")
 
 
 @users.command("list")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
@@ -9,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from emotune.v1 import messages_pb2
 from emotune_common.ids import make_header
-from emotune_gateway import metrics, sessions
+from emotune_gateway import accounts, metrics, sessions
 from emotune_gateway.deps import ClientsDep, Owner, check_rate
 from emotune_gateway.images import ImageError, check_image
 
@@ -21,7 +22,8 @@ class SessionIn(BaseModel):
         "upload",
         max_length=2000,
         description="'upload' (frames are posted to the session), or a source the capture service opens: "
-        "webcam:N, video:FILE or images:DIR (inside the gateway's media folder), rtsp://..., http(s)://...",
+        "webcam:N, video:FILE or images:DIR (inside the gateway's media folder), rtsp://..., http(s)://... "
+        "(those only when an operator granted their kind to the user)",
         examples=["upload", "video:short_hamilton_clip.mp4?loop=1", "rtsp://camera.local/stream"],
     )
 
@@ -61,11 +63,23 @@ async def owned_session(
 OwnedSession = Annotated[dict[str, str], Depends(owned_session)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Session, summary="Start a capture session")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Session,
+    summary="Start a capture session",
+    responses={
+        403: {"description": "The source's kind is not granted to the user or is off here, or the stream leads to "
+                             "an address EMOTUNE_STREAM_ALLOW refuses: the detail says which and why"},
+        422: {"description": "The source is malformed, or its file or folder is not in the media folder"},
+    },
+)  # fmt: skip
 async def start(user_id: Owner, body: SessionIn, clients: ClientsDep) -> Session:
-    settings = clients.settings
-    try:
-        source = sessions.check_source(body.source, set(settings.session_sources.split()), settings.media_dir)
+    granted = await accounts.sources_of(clients.redis, user_id)
+    try:  # in a thread: a stream's names are resolved and its redirects asked
+        source = await asyncio.to_thread(sessions.check_source, body.source, user_id, granted, clients.settings)
+    except sessions.SourceForbidden as e:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(e)) from None
     except sessions.SessionError as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
     return Session.of(await sessions.create(clients.redis, user_id, source))

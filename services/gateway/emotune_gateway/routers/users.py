@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from emotune_common.keys import user_key
+from emotune_gateway import accounts
 from emotune_gateway.deps import ClientsDep, CurrentUser, Owner
 from emotune_gateway.privacy import delete_user_data
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/v1", tags=["users"])
 class Me(BaseModel):
     user_id: str
     name: str
+    sources: list[str] = Field(description="The kinds of source this user may open (an operator's grant)")
 
 
 class DeletedReport(BaseModel):
@@ -25,7 +27,8 @@ class DeletedReport(BaseModel):
 @router.get("/me", response_model=Me, summary="The user of the API key")
 async def me(user_id: CurrentUser, clients: ClientsDep) -> Me:
     name = await clients.redis.hget(user_key(user_id, "account"), "name")
-    return Me(user_id=user_id, name=name.decode() if name else user_id)
+    sources = sorted(await accounts.sources_of(clients.redis, user_id))
+    return Me(user_id=user_id, name=name.decode() if name else user_id, sources=sources)
 
 
 @router.delete("/users/{user_id}/data", response_model=DeletedReport, summary="Delete my data, keep my account")
