@@ -15,6 +15,7 @@ import typer
 from tqdm import tqdm
 
 from emotune.v1 import messages_pb2
+from emotune_capture import proxy
 from emotune_capture.detector import FaceDetector
 from emotune_capture.live import Counts, SourceRunner
 from emotune_capture.sessions import SessionWatcher
@@ -69,7 +70,11 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
         return bool(await redis.ping()) and bool(await frames_redis.ping())
 
     ops = asyncio.create_task(serve_ops(settings.metrics_port, ready, stop))
-    results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
+    proxy.install(settings.stream_policy())  # before any source opens: every stream goes through it
+    try:
+        results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
+    finally:
+        proxy.uninstall()
     failed = [name for (name, _), result in zip(jobs, results, strict=True) if isinstance(result, Exception)]
     stop.set()
     await ops
@@ -119,6 +124,7 @@ def run(
     spec = replace(
         spec, fps=fps or spec.fps, realtime=realtime and spec.realtime, every_frame=every_frame or spec.every_frame
     )
+    proxy.install(settings.stream_policy())
 
     async def go() -> Counts:
         redis = connect(settings.redis_url) if publish else None

@@ -2,8 +2,9 @@
 
 What a source string means (``webcam:0``, ``video:clip.mp4?loop=1&fps=10``, ``images:DIR``,
 ``rtsp://...``) is parsed by :mod:`emotune_common.sources`, so that the gateway can check a source
-without OpenCV; this module opens them. Uploaded frames come through the emotune:frames stream
-instead (see uploads.py).
+without OpenCV; this module opens them, streams only through the guard of proxy.py, which checks them
+against ``EMOTUNE_STREAM_ALLOW``. Uploaded frames come through the emotune:frames stream instead (see
+uploads.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotune_capture import proxy
+from emotune_common.egress import StreamRefused, redacted
 from emotune_common.sources import SourceError, SourceSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -53,10 +56,26 @@ def native_fps(spec: SourceSpec) -> float:
 def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
     if spec.kind == "video" and not Path(spec.target).is_file():
         raise SourceError(f"{spec.raw}: no such video file {spec.target}")
+    if spec.kind == "stream":
+        return _open_stream(spec)
     capture = cv2.VideoCapture(int(spec.target) if spec.kind == "webcam" else spec.target)
     if not capture.isOpened():
         raise SourceError(f"{spec.raw}: OpenCV cannot open {spec.target}")
     return capture
+
+
+def _open_stream(spec: SourceSpec) -> cv2.VideoCapture:
+    """A stream, checked right before it is opened and opened through the process's guard (proxy.py)."""
+    stream_guard = proxy.guard()
+    refused = stream_guard.refused
+    capture = cv2.VideoCapture(stream_guard.open_url(spec.target), cv2.CAP_FFMPEG)
+    if capture.isOpened():
+        return capture
+    shown = redacted(spec.target)
+    if stream_guard.refused > refused:  # (or another stream's, opened at the same moment)
+        raise StreamRefused(f"{shown}: a connection FFmpeg made for it (a redirect?) was refused by "
+                            "EMOTUNE_STREAM_ALLOW; capture's log (stream_refused) says where to and why")  # fmt: skip
+    raise SourceError(f"{shown}: OpenCV cannot open it")
 
 
 def _folder(spec: SourceSpec) -> Iterator[np.ndarray]:
