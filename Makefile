@@ -7,7 +7,7 @@ SERVICES := $(sort $(dir $(wildcard services/*/pyproject.toml)))
 PROTOS := $(wildcard proto/emotune/v1/*.proto)
 DATA ?= ../shared/data/fer2013/val.npz
 
-.PHONY: setup system-packages run test lint format proto check-proto lock bench train train-v2 eval eval-recommender data fuzz clean
+.PHONY: setup system-packages run test lint format proto check-proto lock bench train train-v2 eval eval-recommender data fuzz env clean
 
 setup: $(VENV)/.installed
 
@@ -96,6 +96,11 @@ fuzz: setup
 	mkdir -p fuzz/artifacts
 	$(BIN)/python fuzz/fuzz_codec.py fuzz/corpus/codec -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz/artifacts/
 	$(BIN)/python fuzz/fuzz_frames.py fuzz/corpus/frames -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz/artifacts/
+
+# .env for docker compose: .env.example with a fresh random value for each password. An existing .env is
+# kept (Redis was set up with its passwords); FORCE=1 writes new ones.
+env:
+	$(PYTHON) scripts/make_env.py $(if $(FORCE),--force)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -266,6 +266,11 @@ def secret_values() -> dict[str, str]:
     return one("keda", "Secret", SECRET)["stringData"]
 
 
+def filled_secret() -> dict[str, str]:
+    """The Secret as an operator fills it in: each placeholder replaced by a password of its own."""
+    return {k: v.replace("change-me-", "filled-in-") for k, v in secret_values().items()}
+
+
 def secret_env(container: dict) -> dict[str, str]:
     """A container's env entries that come from the Secret: variable name -> key."""
     env = {}
@@ -297,9 +302,16 @@ def test_the_secret_template_holds_a_password_per_redis_user_and_the_urls_that_c
     assert len({values[p] for p in passwords}) == len(passwords), "each user has a password of its own"
 
 
-def rendered_acl(server: tuple[str, str], workdir: Path) -> str:
-    """Run a Redis pod's init container as the pod would (its command, its env from the Secret template, its
-    volumes: the ConfigMap's files and empty dirs) and return the file the server reads with --aclfile."""
+def localized(workdir: Path, container: dict, text: str) -> str:
+    """``text`` with a container's mount paths replaced by their volumes' folders in ``workdir``."""
+    mounts = {m["mountPath"]: workdir / m["name"] for m in container["volumeMounts"]}
+    pattern = "|".join(re.escape(path) for path in sorted(mounts, key=len, reverse=True))
+    return re.sub(f"({pattern})(?=/)", lambda m: str(mounts[m.group(1)]), text)
+
+
+def run_init_container(server: tuple[str, str], workdir: Path, secret: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a Redis pod's init container as the pod would (its command, its env from ``secret``, its volumes: the
+    ConfigMap's files and empty dirs)."""
     pod = one("keda", *server)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     for name, volume in volumes.items():
@@ -307,20 +319,28 @@ def rendered_acl(server: tuple[str, str], workdir: Path) -> str:
         if "configMap" in volume:
             for file, text in one("keda", "ConfigMap", volume["configMap"]["name"])["data"].items():
                 (workdir / name / file).write_text(text)
-
-    def local(container: dict, text: str) -> str:
-        mounts = {m["mountPath"]: workdir / m["name"] for m in container["volumeMounts"]}
-        pattern = "|".join(re.escape(path) for path in sorted(mounts, key=len, reverse=True))
-        return re.sub(f"({pattern})(?=/)", lambda m: str(mounts[m.group(1)]), text)
-
     [init] = pod["initContainers"]
-    env = {name: secret_values()[k] for name, k in secret_env(init).items()}
-    done = subprocess.run([local(init, arg) for arg in init["command"]], env={"PATH": os.environ["PATH"], **env},
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    env = {name: secret[k] for name, k in secret_env(init).items()}
+    command = [localized(workdir, init, arg) for arg in init["command"]]
+    return subprocess.run(command, env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30)
+
+
+def rendered_acl(server: tuple[str, str], workdir: Path) -> str:
+    """The file the server reads with --aclfile, as the init container writes it from the filled-in Secret."""
+    done = run_init_container(server, workdir, filled_secret())
     assert done.returncode == 0, done.stderr
-    [server_container] = pod["containers"]
+    [server_container] = one("keda", *server)["spec"]["template"]["spec"]["containers"]
     args = server_container["args"]
-    return Path(local(server_container, args[args.index("--aclfile") + 1])).read_text()
+    return Path(localized(workdir, server_container, args[args.index("--aclfile") + 1])).read_text()
+
+
+@pytest.mark.parametrize("server", sorted(REDIS_SERVERS), ids=lambda s: s[1])
+def test_the_secret_template_as_it_is_stops_each_redis_at_its_init_container(server, tmp_path):
+    """The template's passwords are placeholders anyone can read: the init container refuses them, so the
+    server never starts with them."""
+    done = run_init_container(server, tmp_path, secret_values())
+    assert done.returncode == 1 and done.stdout == ""
+    assert re.search(r"REDIS_\w*PASSWORD is still a placeholder", done.stderr) and "emotune-secrets" in done.stderr
 
 
 @pytest.mark.parametrize("server", sorted(REDIS_SERVERS), ids=lambda s: s[1])
@@ -331,12 +351,12 @@ def test_each_redis_renders_its_users_as_render_acl_sh_does_from_the_template(se
     workdir.mkdir()
     acl = rendered_acl(server, workdir)
     template = REDIS_DIR / REDIS_SERVERS[server]
-    env = {name: secret_values()[name] for name in template_passwords(template)}  # compose's names, the Secret's keys
+    env = {name: filled_secret()[name] for name in template_passwords(template)}  # compose's names, the Secret's keys
     done = subprocess.run(["sh", str(REDIS_DIR / "render-acl.sh"), str(template)], env={"PATH": os.environ["PATH"],
                           **env}, capture_output=True, text=True, timeout=30)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert acl == done.stdout
-    assert f"user default on #{sha256(secret_values()['REDIS_PASSWORD'])} " in acl
+    assert f"user default on #{sha256(filled_secret()['REDIS_PASSWORD'])} " in acl
 
 
 def template_passwords(template: Path) -> set[str]:
@@ -356,7 +376,7 @@ def test_each_service_connects_to_each_redis_as_its_own_user(tmp_path):
     for server in REDIS_SERVERS:
         (tmp_path / server[1]).mkdir()
         acls[server[1]] = rendered_acl(server, tmp_path / server[1])
-    values = secret_values()
+    values = filled_secret()
     for name, container in emotune_containers().items():
         env = secret_env(container)
         for setting, (service, readers) in REDIS_URLS.items():
