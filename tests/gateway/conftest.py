@@ -23,6 +23,7 @@ from emotune_gateway.app import create_app
 from emotune_gateway.settings import GatewaySettings
 
 from ..conftest import DATA_DIR, ROOT, RedisServer, free_port
+from ..processes import PATIENCE_S, wait_until
 
 
 @dataclass
@@ -97,6 +98,8 @@ class User:
 @pytest.fixture
 def client(stack) -> Iterator[TestClient]:
     with TestClient(create_app(settings_for(stack))) as c:
+        # ready: both Redis servers answer and the event hub reads from the streams' ends
+        wait_until(lambda: c.get("/readyz").status_code == 200, PATIENCE_S, "the gateway to be ready")
         yield c
 
 
