@@ -19,7 +19,8 @@ $(VENV)/.installed: constraints.txt $(wildcard services/*/pyproject.toml)
 	$(BIN)/uv pip install -q -p $(BIN)/python --no-deps $(addprefix -e ,$(SERVICES))
 	touch $@
 
-# Everything on one machine: Redis (started if none answers), then every service, under honcho.
+# Everything on one machine: the data the services read (fetched first when missing), Redis (started if
+# none answers), then every service under supervisord, which restarts one that dies.
 run: setup
 	$(BIN)/python scripts/run_local.py
 
@@ -69,7 +70,8 @@ bench/.venv-fer/.installed: bench/fer-requirements.txt
 eval-recommender: setup
 	$(BIN)/python -m emotune_recommender.evaluate
 
-# Fetch the data sets that are missing from EMOTUNE_DATA_DIR (default ../shared/data).
+# Fetch the data sets that are missing from EMOTUNE_DATA_DIR (default ../shared/data), from their public
+# sources (EMOTUNE_DATA_BASE_URL, default https://github.com).
 data: setup
 	$(BIN)/python scripts/fetch_data.py
 

@@ -144,9 +144,9 @@ def test_tensorflow_serving_reads_the_committed_model_config():
 
 
 def test_the_embedded_run_and_compose_run_the_same_services():
-    from honcho.environ import parse_procfile
+    from scripts.run_local import parse_procfile
 
-    procfile = parse_procfile((ROOT / "Procfile").read_text()).processes
+    procfile = parse_procfile((ROOT / "Procfile").read_text())
     services = all_profiles_config()["services"]
     assert set(procfile) <= set(services), f"in the Procfile only: {set(procfile) - set(services)}"
     for name, command in procfile.items():
