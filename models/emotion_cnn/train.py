@@ -136,9 +136,8 @@ def main(
         .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    val_ds = (
-        tf.data.Dataset.from_tensor_slices((x_val, tf.one_hot(y_val, len(LABELS)))).batch(256).prefetch(tf.data.AUTOTUNE)
-    )
+    val_labels = tf.one_hot(y_val, len(LABELS))
+    val_ds = tf.data.Dataset.from_tensor_slices((x_val, val_labels)).batch(256).prefetch(tf.data.AUTOTUNE)
 
     model = build_model()
     if init_from:

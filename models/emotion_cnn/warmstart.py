@@ -19,10 +19,11 @@ def load_weights_from_savedmodel(model: keras.Model, version_dir: Path) -> int:
     exported = {v.name.removesuffix(":0"): v for v in tf.saved_model.load(str(version_dir)).variables}
     missing = [w.path for w in model.weights if w.path not in exported]
     if missing:
-        raise ValueError(f"{version_dir} has no weights for {missing[:3]} ({len(missing)} in all): not the same network")
+        raise ValueError(f"{version_dir} lacks weights {missing[:3]} ({len(missing)} in all): not the same network")
     for weight in model.weights:
         source = exported[weight.path]
         if tuple(source.shape) != tuple(weight.shape):
-            raise ValueError(f"{weight.path}: {version_dir} has shape {tuple(source.shape)}, the network {tuple(weight.shape)}")
+            shapes = f"{version_dir} has {tuple(source.shape)}, the network {tuple(weight.shape)}"
+            raise ValueError(f"{weight.path}: {shapes}")
         weight.assign(source.numpy())
     return len(model.weights)
