@@ -1,8 +1,9 @@
-"""Export a trained network as a TensorFlow Serving SavedModel version."""
+"""Export trained networks as a TensorFlow Serving SavedModel version."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -13,6 +14,8 @@ from models.emotion_cnn import IMAGE_SIZE
 SIGNATURE = "serving_default"
 INPUT_KEY = "images"
 OUTPUT_KEY = "probabilities"
+#: The test-time views a served model may average: the face as it is, and its mirror image.
+VIEWS = {"identity": lambda images: images, "mirror": tf.image.flip_left_right}
 
 
 def next_version(base_dir: Path) -> int:
@@ -21,14 +24,32 @@ def next_version(base_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def export_savedmodel(model: keras.Model, base_dir: Path, version: int | None = None) -> Path:
+def calibrated(probabilities, temperature: float):
+    """``softmax(log(p) / T)``: the same ranking of labels, confidences scaled by one fitted number."""
+    if temperature == 1.0:
+        return probabilities
+    return tf.nn.softmax(tf.math.log(tf.maximum(probabilities, 1e-12)) / temperature, axis=-1)
+
+
+def export_savedmodel(
+    models: keras.Model | Sequence[keras.Model],
+    base_dir: Path,
+    version: int | None = None,
+    views: Sequence[str] = ("identity", "mirror"),
+    temperature: float = 1.0,
+) -> Path:
     """Write ``base_dir/<version>/`` with signature ``serving_default``: images -> probabilities.
 
-    The served function averages the prediction of each face and its mirror image (test-time
-    augmentation): faces are roughly symmetric, so this is a cheap, well-known accuracy gain. The
-    version appears atomically (written beside, then renamed), so a server that polls the folder
-    never loads a half-written model.
+    The served function averages the probabilities of every network over every view (test-time
+    augmentation; an ensemble when there are several networks), then divides the log-probabilities by
+    ``temperature`` (calibration fitted on validation), so that what mood smoothing averages is
+    calibrated. Each network and view costs one forward pass. The version appears atomically (written
+    beside, then renamed), so a server that polls the folder never loads a half-written model.
     """
+    members = [models] if isinstance(models, keras.Model) else list(models)
+    unknown = sorted(set(views) - set(VIEWS))
+    if not members or not views or unknown:
+        raise ValueError(f"need at least one network and one view of {sorted(VIEWS)}; unknown views {unknown}")
     base_dir = Path(base_dir)
     base_dir.mkdir(parents=True, exist_ok=True)
     version = version or next_version(base_dir)
@@ -39,11 +60,12 @@ def export_savedmodel(model: keras.Model, base_dir: Path, version: int | None = 
     shutil.rmtree(staging, ignore_errors=True)
 
     def serve(images):
-        probs = model(images, training=False) + model(tf.image.flip_left_right(images), training=False)
-        return {OUTPUT_KEY: probs / 2.0}
+        passes = [member(VIEWS[view](images), training=False) for member in members for view in views]
+        return {OUTPUT_KEY: calibrated(tf.add_n(passes) / len(passes), temperature)}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    for member in members:
+        archive.track(member)
     archive.add_endpoint(
         name=SIGNATURE,
         fn=serve,

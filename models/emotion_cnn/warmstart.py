@@ -1,29 +1,37 @@
 """Start a network from the weights of an exported SavedModel version.
 
-An exported version holds the Keras model's variables under their layer paths
-(``conv2d/kernel:0``), so a freshly built network of the same shape takes them back by name. The
-random-generator state of the dropout layers is not a weight and is left as it is.
+An exported version holds the Keras model's variables in the order of the model's weights, under their
+layer paths (``conv2d_1/kernel:0``). A freshly built network of the same shape takes them back in that
+order; the kinds of the layers and the shapes are checked on the way. Layer numbers are left out of
+the check: a second network built in one process numbers its layers on from the first's. The
+random-generator state of the dropout layers is not a weight and is skipped.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import keras
+
+_NUMBER = re.compile(r"_\d+(?=/)")
+
+
+def _kind(path: str) -> str:
+    """``batch_normalization_3/gamma:0`` -> ``batch_normalization/gamma``."""
+    return _NUMBER.sub("", path.removesuffix(":0"))
 
 
 def load_weights_from_savedmodel(model: keras.Model, version_dir: Path) -> int:
     """Copy every weight of ``model`` from the SavedModel at ``version_dir``; return how many."""
     import tensorflow as tf
 
-    exported = {v.name.removesuffix(":0"): v for v in tf.saved_model.load(str(version_dir)).variables}
-    missing = [w.path for w in model.weights if w.path not in exported]
-    if missing:
-        raise ValueError(f"{version_dir} lacks weights {missing[:3]} ({len(missing)} in all): not the same network")
-    for weight in model.weights:
-        source = exported[weight.path]
-        if tuple(source.shape) != tuple(weight.shape):
-            shapes = f"{version_dir} has {tuple(source.shape)}, the network {tuple(weight.shape)}"
-            raise ValueError(f"{weight.path}: {shapes}")
+    exported = [v for v in tf.saved_model.load(str(version_dir)).variables if "seed_generator" not in v.name]
+    if len(exported) != len(model.weights):
+        raise ValueError(f"{version_dir} holds {len(exported)} weights, the network {len(model.weights)}: not the same")
+    for weight, source in zip(model.weights, exported, strict=True):
+        if _kind(weight.path) != _kind(source.name) or tuple(source.shape) != tuple(weight.shape):
+            theirs, ours = f"{source.name} {tuple(source.shape)}", f"{weight.path} {tuple(weight.shape)}"
+            raise ValueError(f"{version_dir} has {theirs} where the network has {ours}: not the same network")
         weight.assign(source.numpy())
     return len(model.weights)
