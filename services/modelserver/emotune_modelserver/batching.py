@@ -107,6 +107,11 @@ class BatchScheduler:
             self._execute(batch)
 
     def _execute(self, batch: _Batch) -> None:
+        # A task whose caller gave up (its request's deadline passed, its client went away) was cancelled
+        # and gets no result; the others from now on can no longer be cancelled, so setting theirs is safe.
+        # Setting a result on a cancelled future raises, which used to end this batch thread for good: on
+        # a slow machine, deadlines passed, every thread died and the server answered nothing any more.
+        wanted = [future.set_running_or_notify_cancel() for _, _, future in batch.tasks]
         padded = self._padded_size(batch.size)
         inputs = {}
         for key in batch.tasks[0][0]:
@@ -120,14 +125,16 @@ class BatchScheduler:
         try:
             outputs = self._run(inputs)
         except Exception as e:  # every task of the batch gets the model's error
-            for _, _, future in batch.tasks:
-                future.set_exception(e)
+            for (_, _, future), wants in zip(batch.tasks, wanted, strict=True):
+                if wants:
+                    future.set_exception(e)
             return
         finally:
             metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         start = 0
-        for _, n, future in batch.tasks:
-            future.set_result({k: v[start : start + n] for k, v in outputs.items()})
+        for (_, n, future), wants in zip(batch.tasks, wanted, strict=True):
+            if wants:
+                future.set_result({k: v[start : start + n] for k, v in outputs.items()})
             start += n
 
     def _padded_size(self, size: int) -> int:
