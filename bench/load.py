@@ -153,15 +153,16 @@ def _percentiles(values: list[float]) -> dict:
 
 def measure(recommender_models: Path, workdir: Path, seconds: float = SECONDS, warmup_s: float = WARMUP_S,
             streams: int = STREAMS, fps: float = FPS, workers: int = WORKERS,
-            appendfsync: str = "always") -> dict:  # fmt: skip
+            appendfsync: str = "always", drain_s: float = DRAIN_S) -> dict:  # fmt: skip
     """Run the whole system, over private Redis servers (the main one with AOF on, fsync ``appendfsync``), with
     ``streams`` looping sources at ``fps`` for ``warmup_s`` + ``seconds``, then let it drain; the figures (see
     the module's docstring)."""
     system = System(workdir, recommender_models=recommender_models, appendonly=True, appendfsync=appendfsync)
-    return asyncio.run(_measure(system, seconds, warmup_s, streams, fps, workers))
+    return asyncio.run(_measure(system, seconds, warmup_s, streams, fps, workers, drain_s))
 
 
-async def _measure(system: System, seconds: float, warmup_s: float, streams: int, fps: float, workers: int) -> dict:
+async def _measure(system: System, seconds: float, warmup_s: float, streams: int, fps: float, workers: int,
+                   drain_within: float) -> dict:  # fmt: skip
     workdir, url = system.workdir, system.redis.url
     client = redis.Redis.from_url(url)
     users = [f"load{i}" for i in range(streams)]
@@ -232,7 +233,7 @@ async def _measure(system: System, seconds: float, warmup_s: float, streams: int
                     and all(received[u] >= tail.entries_by_user[u] for u in users))  # fmt: skip
 
         try:
-            await asyncio.to_thread(wait_until, drained, DRAIN_S, "draining")
+            await asyncio.to_thread(wait_until, drained, drain_within, "draining")
             drain_s = round(time.monotonic() - drain_started, 1)
         except TimeoutError:
             drain_s = None

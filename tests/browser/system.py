@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..fakes.spotify import FakeSpotify
-from ..processes import Service, System
+from ..processes import PATIENCE_S, Service, System
 
 TITLE_WORDS = (
     ("Golden", "Paper", "Midnight", "Electric", "Quiet", "Silver", "Wild", "Neon", "Broken", "Summer"),
@@ -53,7 +53,7 @@ class EmotuneSystem(System):
     def start_gateway(self, **env: str) -> Service:
         return super().start_gateway(EMOTUNE_SPOTIFY_AUTHORIZE_URL=self.spotify.authorize_url, **env)
 
-    def start(self, within: float = 150) -> EmotuneSystem:
+    def start(self, within: float = PATIENCE_S) -> EmotuneSystem:
         """Start every service at once, then wait until each answers (the recommender trains first)."""
         self.start_redis()
         self.start_recommender()
@@ -66,7 +66,7 @@ class EmotuneSystem(System):
         self.wait_grpc(self.recommender_port, deadline - time.monotonic(), "recommender")
         return self
 
-    def restart_gateway(self, within: float = 60) -> None:
+    def restart_gateway(self, within: float = PATIENCE_S) -> None:
         """Stop the gateway (its clients lose their connections) and start it again on the same port."""
         self.services["gateway"].stop()
         self.start_gateway()

@@ -12,6 +12,8 @@ from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
 from emotune_common.ids import make_header
 
+from ..processes import PATIENCE_S
+
 
 def crops(n: int, user: str = "user-1") -> list[messages_pb2.FaceCrop]:
     """``n`` face crops with 48x48 pixel payloads (2.3 KB serialized)."""
@@ -32,7 +34,9 @@ async def crop_ids_in(redis: aioredis.Redis, stream: str) -> list[str]:
     return [decode(f, messages_pb2.EmotionEvent).crop_id for _, f in await read_all(redis, stream)]
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 30, what: str = "condition") -> None:
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], within: float = PATIENCE_S, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + within
     while not await predicate():
         if time.monotonic() > deadline:

@@ -40,7 +40,7 @@ def echo_handler(out: StreamProducer, seen: list[str] | None = None):
     return handle
 
 
-async def run_until(consumer: StreamConsumer, predicate, within: float = 20, what: str = "condition") -> None:
+async def run_until(consumer: StreamConsumer, predicate, within: float = PATIENCE_S, what: str = "condition") -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:

@@ -109,7 +109,9 @@ class FaultSystem(System):
         service.process.wait(30)
         return at
 
-    def kill_holding(self, name: str, stream: str, group: str, consumers: list[str], within: float = 60) -> Killed:
+    def kill_holding(
+        self, name: str, stream: str, group: str, consumers: list[str], within: float = PATIENCE_S
+    ) -> Killed:
         """SIGKILL ``name`` while it holds entries of ``stream`` that it has not acknowledged: SIGSTOP it when
         XPENDING shows some, look again, SIGKILL it if it still holds them (else SIGCONT and try again).
         After ``within`` seconds without catching it so, it is killed anyway (``held`` is then empty)."""
@@ -187,7 +189,7 @@ class FaultSystem(System):
     def entries_after(self, stream: str, after: str) -> int:
         return len(self.client.xrange(stream, min=f"({after}", max="+"))
 
-    def wait_new(self, stream: str, after: str, count: int, within: float = 90) -> float:
+    def wait_new(self, stream: str, after: str, count: int, within: float = PATIENCE_S) -> float:
         """Wait for ``count`` entries newer than ``after``; returns the moment they were seen."""
         wait_until(lambda: self.entries_after(stream, after) >= count, within, f"{count} new entries in {stream}")
         return time.monotonic()
@@ -281,7 +283,7 @@ class FaultSystem(System):
                 ]
         return Ledger(crops, poison_seen, events, recommendations, dead)
 
-    def settle(self, within: float = 150) -> tuple[Ledger, dict[str, float]]:
+    def settle(self, within: float = PATIENCE_S) -> tuple[Ledger, dict[str, float]]:
         """After capture stopped: wait until every crop has its event and nothing is pending in any group
         (the poison dead-lettered); returns the ledger and how long each took (from now)."""
         started = time.monotonic()
@@ -410,7 +412,7 @@ class Subscriber:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="subscriber", daemon=True)
 
-    def start(self, within: float = 30) -> Subscriber:
+    def start(self, within: float = PATIENCE_S) -> Subscriber:
         self._thread.start()
         wait_until(lambda: self.connected, within, "the subscriber to connect")
         return self
