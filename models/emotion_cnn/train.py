@@ -9,6 +9,7 @@ new SavedModel version beside this file.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -76,6 +77,15 @@ def random_erasing(images, probability: float = 0.5, max_area: float = 0.25):
     mask = tf.logical_and(inside_y[:, :, None], inside_x[:, None, :])
     mask = tf.logical_and(mask, (tf.random.uniform([n]) < probability)[:, None, None])[..., None]
     return tf.where(mask, tf.random.uniform(tf.shape(images)), images)
+
+
+def _best_so_far(history: Path) -> float | None:
+    """The best validation accuracy of the epochs already in ``history`` (a CSVLogger file), if any."""
+    if not history.exists():
+        return None
+    with open(history) as f:
+        values = [float(row["val_accuracy"]) for row in csv.DictReader(f) if row.get("val_accuracy")]
+    return max(values, default=None)
 
 
 def _cosine_with_warmup(base_lr: float, epochs: int, warmup: int = 2):
@@ -157,7 +167,14 @@ def main(
     best = checkpoint_dir / "best.weights.h5"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(checkpoint_dir / "resume")),
-        keras.callbacks.ModelCheckpoint(str(best), monitor="val_accuracy", save_best_only=True, save_weights_only=True),
+        # on a resumed run, only an epoch better than the best so far replaces the best weights
+        keras.callbacks.ModelCheckpoint(
+            str(best),
+            monitor="val_accuracy",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=_best_so_far(checkpoint_dir / "history.csv"),
+        ),
         keras.callbacks.CSVLogger(str(checkpoint_dir / "history.csv"), append=True),
         keras.callbacks.LearningRateScheduler(_cosine_with_warmup(learning_rate, epochs, warmup)),
     ]
