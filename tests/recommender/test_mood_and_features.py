@@ -7,7 +7,7 @@ import pytest
 
 from emotune_recommender.data import load_music
 from emotune_recommender.features import build_inputs, item_tokens
-from emotune_recommender.mood import EMOTION_POINTS, UPLIFT_GOAL, artist_points, fit, quadrant, targets
+from emotune_recommender.mood import EMOTION_POINTS, UPLIFT_GOAL, track_points, fit, quadrant, targets
 
 from ..conftest import DATA_DIR
 
@@ -22,7 +22,7 @@ def test_match_stays_on_the_mood_and_uplift_walks_toward_pleasant_valence():
 
 
 def test_fit_is_full_inside_the_region_and_falls_with_distance():
-    points = artist_points(np.array([0.9, 0.5, 0.1, np.nan]), np.array([0.75, 0.5, 0.2, 0.5]))
+    points = track_points(np.array([0.9, 0.5, 0.1, np.nan]), np.array([0.75, 0.5, 0.2, 0.5]))
     scores = fit(points, np.array(EMOTION_POINTS["happy"]))
     assert scores[0] == 1.0 and scores[0] > scores[1] > scores[2] >= 0
     assert scores[3] == 0.5  # an artist without audio features is neither close nor far

@@ -11,7 +11,8 @@ import re
 
 #: What may follow ``emotune:user:<id>:`` in a key. A user's key is recognised by its kind, so that
 #: deleting user ``lastfm`` never touches ``emotune:user:lastfm:2:liked`` (user ``lastfm:2``).
-USER_KINDS = ("account", "apikeys", "sessions", "session", "liked", "disliked", "skipped", "genres", "spotify")
+USER_KINDS = ("account", "apikeys", "sessions", "session", "liked", "disliked", "skipped", "played", "genres",
+              "artists", "adjust", "lift", "spotify")  # fmt: skip
 
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
 

@@ -21,7 +21,7 @@ from emotune_common.redis_client import TRANSIENT_ERRORS, connect, connect_or_re
 from emotune_common.streams import FEEDBACK, FRAMES
 from emotune_gateway.deps import Clients, make_limiter, parse_limit
 from emotune_gateway.hub import Hub
-from emotune_gateway.routers import events, listening, sessions, spotify, users
+from emotune_gateway.routers import catalogue, events, listening, sessions, spotify, users
 from emotune_gateway.settings import GatewaySettings
 from emotune_gateway.spotify import Spotify
 
@@ -70,7 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             CORSMiddleware, allow_origins=app.state.settings.origins(), allow_methods=["*"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
         )  # fmt: skip
-    for module in (users, sessions, listening, events, spotify):
+    for module in (users, sessions, listening, catalogue, events, spotify):
         app.include_router(module.router)
 
     async def redis_unavailable(request: Request, error: Exception) -> JSONResponse:

@@ -39,8 +39,8 @@ from spotipy.oauth2 import SpotifyClientCredentials, SpotifyOAuth, SpotifyOauthE
 from emotune_common.keys import user_key
 from emotune_common.labels import EMOTIONS
 from emotune_common.logs import get_logger
+from emotune_common.spotify_links import embed_url
 from emotune_gateway.settings import GatewaySettings
-from emotune_gateway.views import embed_url
 
 log = get_logger("emotune.gateway.spotify")
 

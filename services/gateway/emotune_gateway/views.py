@@ -6,6 +6,7 @@ from typing import Any
 
 from emotune.v1 import messages_pb2
 from emotune_common.labels import EMOTIONS
+from emotune_common.spotify_links import embed_url
 
 
 def label(value: int) -> str | None:
@@ -15,10 +16,6 @@ def label(value: int) -> str | None:
 
 def by_label(values) -> dict[str, float]:
     return {name: round(float(v), 4) for name, v in zip(EMOTIONS, values, strict=False)}
-
-
-def embed_url(track_id: str) -> str:
-    return f"https://open.spotify.com/embed/track/{track_id}"
 
 
 def emotion(event: messages_pb2.EmotionEvent) -> dict[str, Any]:
@@ -64,18 +61,33 @@ def recommendations(rs: messages_pb2.RecommendationSet) -> dict[str, Any]:
         "policy": messages_pb2.Policy.Name(rs.policy).lower() if rs.policy else None,
         "model_version": rs.model_version,
         "created_at_us": rs.header.created_at_us,
-        "items": [
-            {
-                "artist_id": r.artist_id,
-                "artist_name": r.artist_name,
-                "score": round(r.score, 4),
-                "taste_score": round(r.taste_score, 4),
-                "mood_fit": round(r.mood_fit, 4),
-                "reason": r.reason,
-                "genres": list(r.genres),
-                "spotify_url": r.spotify_url,
-                "tracks": [track(t) for t in r.tracks],
-            }
-            for r in rs.items
-        ],
+        "items": [recommendation(r) for r in rs.items],
+    }
+
+
+def recommendation(r: messages_pb2.Recommendation) -> dict[str, Any]:
+    """One recommended track, with its artist. ``tracks`` repeats the track in the shape that
+    artist-level clients read (one entry)."""
+    return {
+        "track_id": r.track_id,
+        "title": r.title,
+        "artist_id": r.artist_id,
+        "artist_name": r.artist_name,
+        "mood_tag": r.mood_tag,
+        "valence": round(r.valence, 3),
+        "energy": round(r.energy, 3),
+        "genres": list(r.genres),
+        "popularity": r.popularity,
+        "duration_ms": r.duration_ms,
+        "score": round(r.score, 4),
+        "taste_score": round(r.taste_score, 4),
+        "mood_fit": round(r.mood_fit, 4),
+        "reason": r.reason,
+        "lift": round(r.lift, 4),
+        "lift_plays": r.lift_plays,
+        "lifted": r.lifted,
+        "spotify_url": r.spotify_url,
+        "embed_url": r.embed_url or (embed_url(r.track_id) if r.track_id else ""),
+        "artist_spotify_url": r.artist_spotify_url,
+        "tracks": [track(t) for t in r.tracks],
     }

@@ -21,42 +21,49 @@ from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
 from emotune_common.streams import EMOTIONS, FEEDBACK, RECOMMENDATIONS
 from emotune_recommender import metrics, store
+from emotune_recommender.catalogue import load_catalogue
 from emotune_recommender.core import RecommenderCore
-from emotune_recommender.data import DataError, load_music
+from emotune_recommender.data import DataError, MusicData, load_music
 from emotune_recommender.events import SessionMoods, emotions_handler, feedback_handler
 from emotune_recommender.grpc_api import RecommenderService
-from emotune_recommender.model import Recommender
 from emotune_recommender.settings import RecommenderSettings
 from emotune_recommender.smoothing import Smoothing
+from emotune_recommender.taste import TasteModel
 from emotune_recommender.tracks import TrackLookup
+from emotune_recommender.trackspace import TrackSpace
 
 app = typer.Typer(add_completion=False, help="emotune recommender")
 log = get_logger("emotune.recommender")
 GROUP = "recommender"
 
 
-def train_and_save(settings: RecommenderSettings) -> tuple[int, Recommender]:
+def train_and_save(settings: RecommenderSettings, music: MusicData) -> tuple[int, TasteModel]:
     started = time.perf_counter()
-    music = load_music(settings.data_dir)
-    recommender = Recommender.train(music, music.plays)
-    version, path = store.save(recommender, settings.recommender_model_dir)
-    log.info("model_trained", version=version, path=str(path), seconds=round(time.perf_counter() - started, 1))
-    return version, recommender
+    taste = TasteModel.train(music, music.plays, progress=lambda step: log.info("training", step=step))
+    version, path = store.save(taste, settings.recommender_model_dir)
+    log.info("model_trained", version=version, path=str(path), seconds=round(time.perf_counter() - started, 1),
+             weights=taste.weights)  # fmt: skip
+    return version, taste
 
 
 async def _serve(settings: RecommenderSettings, stop: asyncio.Event) -> None:
     # run_service listens for signals before the model loads: a stop during a first training is
     # honoured after it
     music = load_music(settings.data_dir)
+    catalogue = load_catalogue(music, settings.data_dir)
+    log.info("catalogue", **catalogue.report.summary())
     loaded = store.load_latest(settings.recommender_model_dir)
-    version, recommender = loaded if loaded else await asyncio.to_thread(train_and_save, settings)
+    if loaded and not isinstance(loaded[1], TasteModel):
+        log.warning("model_outdated", version=loaded[0], note="an artist-level model from before track ranking")
+        loaded = None
+    version, taste = loaded if loaded else await asyncio.to_thread(train_and_save, settings, music)
     if stop.is_set():
         return
+    space = TrackSpace.build(catalogue, taste, music.artists)
     metrics.MODEL_VERSION.set(version)
     redis = connect(settings.redis_url)
-    core = RecommenderCore(recommender, version, music.artists, redis, TrackLookup(redis, settings.spotify()),
-                           settings.mood_weight, settings.default_policy, settings.skip_memory_s,
-                           settings.feedback_epochs)  # fmt: skip
+    core = RecommenderCore(taste, space, version, redis, TrackLookup(redis, settings.spotify()),
+                           music.artists["name"].to_dict(), settings.tuning())  # fmt: skip
     out = StreamProducer(redis, RECOMMENDATIONS, settings.recommendations_maxlen)
     moods = SessionMoods(Smoothing(settings.mood_time_constant_s, settings.mood_margin, settings.mood_hold), redis,
                          settings.session_ttl_s, settings.session_history)  # fmt: skip
@@ -104,7 +111,7 @@ def train() -> None:
     settings = RecommenderSettings()
     configure_logging(settings.log_level, json=False, service="recommender")
     try:
-        version, _ = train_and_save(settings)
+        version, _ = train_and_save(settings, load_music(settings.data_dir))
     except DataError as e:
         raise typer.BadParameter(f"the music data is needed: {e}") from None
     typer.echo(f"saved version {version} in {settings.recommender_model_dir}")

@@ -1,38 +1,47 @@
 """The recommender's operations, shared by the gRPC API and the stream loop.
 
-Users: ``lastfm:<id>`` is a listener of the Last.fm data, known to the model. Anyone else is new:
-their taste comes from popularity, the genres they pick and the artists they like, until a retrain
-(``python -m emotune_recommender train``) takes their feedback into the model. What a user did is
-kept in Redis under ``emotune:user:<id>:*`` (liked, disliked, skipped, genres: emotune_common.keys), so
-deleting a user deletes those keys.
+Items are tracks of the catalogue. Users: ``lastfm:<id>`` is a listener of the Last.fm data, whose
+history the taste model knows. Anyone else is new: their taste starts from popularity, then from
+the genres and artists they pick and the tracks they like, folded in at once. Feedback is per
+track and per mood (listener.py): the next list shows it, and Redis keeps it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import redis.asyncio as aioredis
+import scipy.sparse as sp
 
-from emotune.v1 import messages_pb2
+from emotune.v1 import messages_pb2, recommender_pb2
 from emotune_common.ids import make_header
 from emotune_common.keys import user_key
 from emotune_common.labels import EMOTIONS
-from emotune_recommender.model import Recommender
+from emotune_common.spotify_links import embed_url, track_url
+from emotune_recommender import listener
+from emotune_recommender.catalogue import artist_link
+from emotune_recommender.mood import targets
+from emotune_recommender.ranking import Adjustments, Pick
+from emotune_recommender.taste import TasteModel
 from emotune_recommender.tracks import TrackLookup
+from emotune_recommender.trackspace import TrackSpace
 
 POLICIES = ("match", "uplift")
-POSITIVE = {messages_pb2.PLAY: 1.0, messages_pb2.LIKE: 2.0}
+ACTIONS = {messages_pb2.PLAY: "play", messages_pb2.LIKE: "like", messages_pb2.SKIP: "skip",
+           messages_pb2.DISLIKE: "dislike"}  # fmt: skip
+#: a liked or picked artist's weight in a new listener's row (a Last.fm row holds log(1 + plays))
+LIKE_WEIGHT = float(np.log1p(20))
 
 
 class BadRequest(ValueError):
     """A request the recommender cannot serve as asked (INVALID_ARGUMENT)."""
 
 
-class UnknownArtist(LookupError):
-    """No such artist (NOT_FOUND)."""
+class NotFound(LookupError):
+    """No such track or artist (NOT_FOUND)."""
 
 
 def emotion_name(value: int) -> str:
@@ -49,55 +58,86 @@ def policy_name(value: int, default: str) -> str:
     return POLICIES[value - 1]
 
 
+@dataclass(frozen=True)
+class Tuning:
+    mood_weight: float = 0.2
+    default_policy: str = "match"
+    skip_memory_s: int = 3600
+    replay_after_s: int = 3600
+    lift_min_plays: int = 3  # plays measured before a lift counts
+    lift_weight: float = 1.0  # share of the measured lift added to a track's mood fit under uplift
+    lifted_at: float = 0.1  # mean lift at which the page says "lifted your mood"
+    genre_boost: float = 0.3  # taste added to the artists of a picked genre
+
+
 class RecommenderCore:
-    def __init__(self, recommender: Recommender, version: int, artists, redis: aioredis.Redis, tracks: TrackLookup,
-                 mood_weight: float = 0.2, default_policy: str = "match", skip_memory_s: int = 3600,
-                 feedback_epochs: int = 5) -> None:  # fmt: skip
-        self.recommender = recommender
+    def __init__(self, taste: TasteModel, space: TrackSpace, version: int, redis: aioredis.Redis,
+                 tracks: TrackLookup, names: dict[int, str], tuning: Tuning = Tuning()) -> None:  # fmt: skip
+        """``names``: Last.fm artist id -> name (for similar artists the catalogue has no track of)."""
+        self.taste = taste
+        self.names = names
+        self.space = space
         self.version = version
-        self.names = artists["name"].to_dict()  # Last.fm artist id -> name
         self.redis = redis
         self.tracks = tracks
-        self.mood_weight = mood_weight
-        self.default_policy = default_policy
-        self.skip_memory_s = skip_memory_s
-        self.feedback_epochs = feedback_epochs
-        self._lock = threading.Lock()  # learning and ranking do not interleave
-        user_map, _, item_map, _ = recommender.inputs.dataset.mapping()
+        self.tuning = tuning
+        user_map = taste.lightfm.inputs.dataset.mapping()[0]
         self._users = {f"lastfm:{u}": inner for u, inner in user_map.items()}
-        self._items = item_map  # Last.fm artist id -> inner index
+        self._table = space.catalogue.tracks
+        self._ids = self._table.index.to_numpy()
 
-    def inner_item(self, artist_id: str) -> int:
-        try:
-            return self._items[int(artist_id)]
-        except (KeyError, ValueError):
-            raise UnknownArtist(f"no artist {artist_id!r}") from None
+    # -- taste -----------------------------------------------------------------------------------
 
-    async def _state(self, user_id: str) -> dict[str, set[str]]:
-        since = time.time() - self.skip_memory_s
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.smembers(user_key(user_id, "liked"))
-            pipe.smembers(user_key(user_id, "disliked"))
-            pipe.zrangebyscore(user_key(user_id, "skipped"), since, "+inf")
-            pipe.smembers(user_key(user_id, "genres"))
-            liked, disliked, skipped, genres = await pipe.execute()
-        decode = lambda values: {v.decode() for v in values}  # noqa: E731
-        return {"liked": decode(liked), "disliked": decode(disliked), "skipped": decode(skipped),
-                "genres": decode(genres)}  # fmt: skip
+    def _row(self, user_id: str, state: listener.ListenerState) -> tuple[sp.csr_matrix, int]:
+        """The listener's plays over the Last.fm artists (history, likes, picks) and inner id (-1: new)."""
+        inner = self._users.get(user_id, -1)
+        row = self.taste.matrix[inner].tolil() if inner >= 0 else sp.lil_matrix((1, self.space.lastfm_artists))
+        liked_artists = set(state.artists)
+        for track_id in state.liked:
+            position = self.space.catalogue.position(track_id)
+            if position is not None:
+                liked_artists.add(self.space.axis_ids[self.space.index.artist[position]])
+        for artist_id in liked_artists:
+            axis = self.space.axis_of(artist_id)
+            if axis is not None and axis < self.space.lastfm_artists:
+                row[0, axis] = max(row[0, axis], LIKE_WEIGHT)
+        return row.tocsr(), inner
 
-    def _taste(self, user_id: str, emotion: str, state: dict[str, set[str]]) -> tuple[np.ndarray, set[int]]:
-        model = self.recommender
-        excluded = {self._items[int(a)] for a in state["disliked"] | state["skipped"] if int(a) in self._items}
-        inner = self._users.get(user_id)
-        if inner is not None:
-            return model.taste(inner, emotion), excluded | model.seen.get(inner, set())
-        taste = model.cold_start_taste(state["genres"])
-        liked = [self._items[int(a)] for a in state["liked"] if int(a) in self._items]
-        if liked:  # a new listener's likes: artists near them in the embedding space
-            vectors = model.item_embeddings()
-            centre = vectors[liked].mean(axis=0)
-            taste = 0.5 * taste + 0.5 * (vectors @ centre + 1) / 2
-        return taste, excluded | set(liked)
+    def _artist_taste(self, user_id: str, state: listener.ListenerState) -> np.ndarray:
+        row, inner = self._row(user_id, state)
+        taste = self.space.artist_taste(self.taste, row, inner)
+        for key, value in state.adjust.items():
+            if key.startswith("a:") and (axis := self.space.axis_of(key[2:])) is not None:
+                taste[axis] += listener.capped(value)
+        if state.genres:
+            picked = self.space.genre_mask(state.genres)
+            taste[np.unique(self.space.index.artist[picked])] += self.tuning.genre_boost
+        return taste
+
+    def _adjustments(self, state: listener.ListenerState, policy: str) -> Adjustments:
+        rows = {}
+        for key, value in state.adjust.items():
+            if key.startswith("t:") and (position := self.space.catalogue.position(key[2:])) is not None:
+                rows[position] = listener.capped(value)
+        lift = {}
+        if policy == "uplift":
+            for track_id, (_, mean) in self._evidence(state).items():
+                if (position := self.space.catalogue.position(track_id)) is not None:
+                    lift[position] = self.tuning.lift_weight * float(np.clip(mean, -1, 1))
+        return Adjustments(rows, lift)
+
+    def _evidence(self, state: listener.ListenerState) -> dict[str, tuple[int, float]]:
+        """The lifts with enough plays behind them: the listener's own where they have enough, else everyone's."""
+        least = self.tuning.lift_min_plays
+        found = {t: v for t, v in state.lift_everyone.items() if v[0] >= least}
+        found.update({t: v for t, v in state.lift.items() if v[0] >= least})
+        return found
+
+    def _excluded(self, state: listener.ListenerState) -> set[int]:
+        ids = state.disliked | state.skipped | state.played
+        return {p for t in ids if (p := self.space.catalogue.position(t)) is not None}
+
+    # -- operations ------------------------------------------------------------------------------
 
     async def recommend(self, user_id: str, session_id: str, mood: int, k: int, policy: int,
                         genres: list[str]) -> messages_pb2.RecommendationSet:  # fmt: skip
@@ -105,46 +145,108 @@ class RecommenderCore:
             raise BadRequest("user_id is required")
         if not 0 <= k <= 100:
             raise BadRequest("k must be between 1 and 100 (0: the default, 10)")
-        emotion, how = emotion_name(mood), policy_name(policy, self.default_policy)
-        state = await self._state(user_id)
+        emotion, how = emotion_name(mood), policy_name(policy, self.tuning.default_policy)
+        state = await listener.read_state(self.redis, user_id, emotion, self.tuning.skip_memory_s,
+                                          self.tuning.replay_after_s)  # fmt: skip
 
-        def rank():
-            with self._lock:
-                taste, excluded = self._taste(user_id, emotion, state)
-                return self.recommender.rank(taste, emotion, how, k or 10, self.mood_weight, excluded,
-                                             set(genres) or None)  # fmt: skip
+        def rank() -> list[Pick]:
+            taste = self._artist_taste(user_id, state)
+            allowed = self.space.genre_mask(set(genres)) if genres else None
+            return self.space.index.rank(taste, targets(emotion, how, k or 10), self.tuning.mood_weight, k or 10,
+                                         self._adjustments(state, how), allowed, self._excluded(state))  # fmt: skip
 
-        ranked = await asyncio.to_thread(rank)
-        items = await asyncio.gather(*(self._item(r.item, r.score, r.taste, r.mood_fit, emotion, how) for r in ranked))
+        picks = await asyncio.to_thread(rank)
+        evidence = self._evidence(state)
+        items = await asyncio.gather(*(self._item(p, emotion, how, evidence) for p in picks))
         return messages_pb2.RecommendationSet(
             header=make_header(session_id, user_id), mood=mood, policy=POLICIES.index(how) + 1, items=items,
             model_version=str(self.version),
         )  # fmt: skip
 
-    async def similar(self, artist_id: str, k: int) -> list[messages_pb2.Recommendation]:
-        item = self.inner_item(artist_id)
-        with self._lock:
-            near = self.recommender.similar_items(item, k or 10)
-        return list(await asyncio.gather(*(self._item(i, c, c, 0.0, None, None) for i, c in near)))
-
-    async def _item(self, item: int, score: float, taste: float, fit: float, emotion: str | None,
-                    policy: str | None) -> messages_pb2.Recommendation:  # fmt: skip
-        artist_id = int(self.recommender.inputs.item_ids[item])
-        name = self.names.get(artist_id, str(artist_id))
-        link, tracks = await self.tracks.tracks(name)
-        reason = (f"taste {taste:.2f}, fit to {'the way from ' if policy == 'uplift' else ''}{emotion} {fit:.2f}"
-                  if emotion else f"similar: cosine {score:.2f}")  # fmt: skip
+    async def _item(self, pick: Pick, emotion: str, policy: str,
+                    evidence: dict[str, tuple[int, float]]) -> messages_pb2.Recommendation:  # fmt: skip
+        track_id = str(self._ids[pick.track])
+        row = self._table.iloc[pick.track]
+        artist_id = str(self.space.axis_ids[pick.artist])
+        plays, lift = evidence.get(track_id, (0, 0.0))
+        lifted = plays >= self.tuning.lift_min_plays and lift >= self.tuning.lifted_at
+        way = "the way from " if policy == "uplift" else ""
+        reason = f"taste {pick.taste:.2f}, fit to {way}{emotion} {pick.mood_fit:.2f}"
+        if lifted:
+            reason += f", lifted listeners' mood in {plays} plays"
+        link = track_url(track_id)
+        track = messages_pb2.Track(spotify_id=track_id, name=row["title"], spotify_url=link)
         return messages_pb2.Recommendation(
-            artist_id=str(artist_id), artist_name=name, score=score, taste_score=taste, mood_fit=fit, reason=reason,
-            genres=self.recommender.genres[item], tracks=[t.message() for t in tracks], spotify_url=link,
+            artist_id=artist_id, artist_name=row["artist"], score=pick.score, taste_score=pick.taste,
+            mood_fit=pick.mood_fit, reason=reason, genres=row["genres"], tracks=[track], spotify_url=link,
+            track_id=track_id, title=row["title"], mood_tag=row["mood_tag"], valence=row["valence"],
+            energy=row["energy"], embed_url=embed_url(track_id), artist_spotify_url=artist_link(row),
+            lift=lift, lift_plays=plays, lifted=lifted, duration_ms=int(row["duration_ms"]),
+            popularity=int(row["popularity"]),
         )  # fmt: skip
 
+    async def similar(self, artist_id: str, k: int) -> list[messages_pb2.Recommendation]:
+        """Artists near one Last.fm artist in LightFM's embedding space, each with its best track."""
+        try:
+            inner = self.taste.lightfm.inputs.dataset.mapping()[2][int(artist_id)]
+        except (KeyError, ValueError):
+            raise NotFound(f"no artist {artist_id!r}") from None
+        near = self.taste.lightfm.similar_items(inner, k or 10)
+        out = []
+        for item, cosine in near:
+            tracks = self.space.index.tracks_of(np.array([item]))
+            row = self._table.iloc[int(tracks[0])] if len(tracks) else None
+            track_id = str(self._ids[tracks[0]]) if len(tracks) else ""
+            out.append(messages_pb2.Recommendation(
+                artist_id=str(self.space.axis_ids[item]), score=cosine, taste_score=cosine,
+                artist_name=self.names.get(int(self.space.axis_ids[item]), ""), reason=f"similar: cosine {cosine:.2f}",
+                track_id=track_id, title=row["title"] if row is not None else "",
+                spotify_url=track_url(track_id) if track_id else "", embed_url=embed_url(track_id) if track_id else "",
+                artist_spotify_url=artist_link(row) if row is not None else "",
+            ))  # fmt: skip
+        return out
+
+    def search(self, text: str, limit: int) -> recommender_pb2.CatalogueMatches:
+        """Artists and genres of the catalogue whose names contain ``text`` (case-insensitive), most tracks first."""
+        needle = text.strip().lower()
+        if not needle:
+            raise BadRequest("search needs some text")
+        limit = limit or 10
+        artists = self.space.artists_table
+        hits = artists[artists["name"].str.lower().str.contains(needle, regex=False)]
+        hits = hits.sort_values(["popularity", "tracks"], ascending=False).head(limit)
+        genres = self.space.genre_counts
+        genre_hits = genres[genres.index.str.contains(needle, regex=False)].head(limit)
+        return recommender_pb2.CatalogueMatches(
+            artists=[recommender_pb2.CatalogueArtist(artist_id=a, name=r["name"], genres=r["genres"][:5],
+                                                     tracks=int(r["tracks"])) for a, r in hits.iterrows()],
+            genres=[recommender_pb2.CatalogueGenre(name=g, tracks=int(n)) for g, n in genre_hits.items()],
+        )  # fmt: skip
+
+    async def set_taste(self, user_id: str, genres: list[str], artist_ids: list[str]) -> recommender_pb2.TasteReply:
+        """A listener's picks replace their earlier ones; unknown genres or artists are refused."""
+        if not user_id:
+            raise BadRequest("user_id is required")
+        unknown = [g for g in genres if g not in self.space.genre_rows]
+        if unknown:
+            raise NotFound(f"no genre {unknown[0]!r} in the catalogue")
+        missing = [a for a in artist_ids if self.space.axis_of(a) is None]
+        if missing:
+            raise NotFound(f"no artist {missing[0]!r} in the catalogue")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(user_key(user_id, "genres"), user_key(user_id, "artists"))
+            if genres:
+                pipe.sadd(user_key(user_id, "genres"), *genres)
+            if artist_ids:
+                pipe.sadd(user_key(user_id, "artists"), *artist_ids)
+            await pipe.execute()
+        return recommender_pb2.TasteReply(genres=genres, artist_ids=artist_ids)
+
     async def feedback(self, batch: list[messages_pb2.Feedback]) -> dict[int, str]:
-        """Apply feedback: likes and plays teach the model (known users) or the user's likes (new
-        ones); skips and dislikes keep artists out of the user's lists. Returns {index: reason} for
-        the entries of ``batch`` that could not be applied; the others are."""
-        learn: list[tuple[int, int, float, str | None]] = []
+        """Apply feedback (listener.py). Returns {index: reason} for the entries of ``batch`` that
+        could not be applied; the others are."""
         refused: dict[int, str] = {}
+        plays: list[tuple[str, str, str, int, int]] = []
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             for index, f in enumerate(batch):
@@ -158,28 +260,34 @@ class RecommenderCore:
                         pipe.delete(user_key(user, "genres"))
                         pipe.sadd(user_key(user, "genres"), f.genre)
                         continue
-                    if f.action not in (messages_pb2.SKIP, messages_pb2.DISLIKE, *POSITIVE):
+                    if f.action not in ACTIONS:
                         raise BadRequest("action must be PLAY, SKIP, LIKE, DISLIKE or GENRE_CHANGE")
-                    item = self.inner_item(f.artist_id)
-                except (BadRequest, UnknownArtist) as e:
+                    mood = EMOTIONS[f.mood - 1] if 1 <= f.mood <= len(EMOTIONS) else "neutral"
+                    self._record(pipe, f, user, mood, now)
+                except (BadRequest, NotFound) as e:
                     refused[index] = str(e)
                     continue
-                if f.action == messages_pb2.SKIP:
-                    pipe.zadd(user_key(user, "skipped"), {f.artist_id: now})
-                elif f.action == messages_pb2.DISLIKE:
-                    pipe.sadd(user_key(user, "disliked"), f.artist_id)
-                else:
-                    pipe.sadd(user_key(user, "liked"), f.artist_id)
-                    pipe.srem(user_key(user, "disliked"), f.artist_id)
-                    if user in self._users:
-                        emotion = EMOTIONS[f.mood - 1] if 1 <= f.mood <= len(EMOTIONS) else None
-                        learn.append((self._users[user], item, POSITIVE[f.action], emotion))
+                if f.action == messages_pb2.PLAY and f.track_id and f.started_at_us and f.header.session_id:
+                    ended = f.header.created_at_us or int(now * 1e6)
+                    plays.append((user, f.header.session_id, f.track_id, f.started_at_us, ended))
             await pipe.execute()
-        if learn:
-
-            def apply() -> None:
-                with self._lock:
-                    self.recommender.learn(learn, epochs=self.feedback_epochs)
-
-            await asyncio.to_thread(apply)
+        for user, session, track_id, started, ended in plays:
+            await listener.record_lift(self.redis, user, session, track_id, started, ended)
         return refused
+
+    def _record(self, pipe, f: messages_pb2.Feedback, user: str, mood: str, now: float) -> None:
+        action = ACTIONS[f.action]
+        if f.track_id:
+            position = self.space.catalogue.position(f.track_id)
+            if position is None:
+                raise NotFound(f"no track {f.track_id!r} in the catalogue")
+            artist_id = str(self.space.axis_ids[self.space.index.artist[position]])
+            similar = [str(self._ids[p]) for p in self.space.similar_tracks(position)]
+            listener.record(pipe, user, mood, action, f.track_id, artist_id, similar, now)
+        elif f.artist_id:  # artist-level feedback, as clients before track ids sent it
+            if self.space.axis_of(f.artist_id) is None:
+                raise NotFound(f"no artist {f.artist_id!r}")
+            pipe.hincrbyfloat(user_key(user, "adjust", mood), f"a:{f.artist_id}",
+                              listener.ARTIST_STEP * listener.STEPS[action])  # fmt: skip
+        else:
+            raise BadRequest(f"{action} needs a track_id")

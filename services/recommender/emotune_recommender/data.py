@@ -32,7 +32,7 @@ def normalise_name(name: str) -> str:
     return "".join(c for c in decomposed if c.isalnum() and not unicodedata.combining(c))
 
 
-def _parse_genres(text: str) -> list[str]:
+def parse_genres(text: str) -> list[str]:
     try:
         value = ast.literal_eval(text) if isinstance(text, str) and text.startswith("[") else []
     except (ValueError, SyntaxError):
@@ -40,7 +40,7 @@ def _parse_genres(text: str) -> list[str]:
     return [str(g) for g in value] if isinstance(value, list) else []
 
 
-def _read(path: Path, **kwargs) -> pd.DataFrame:
+def read_table(path: Path, **kwargs) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path} does not exist (set EMOTUNE_DATA_DIR or run `make data`)")
     try:
@@ -60,6 +60,7 @@ class MusicData:
     plays: pd.DataFrame  # user_id, artist_id, plays
     artists: pd.DataFrame  # index artist_id: name, key, spotify features (NaN when unmatched), genres (list)
     friends: pd.DataFrame  # user_id, friend_id
+    spotify_genres: pd.Series  # normalised artist name -> Spotify genres (list), every Spotify artist
 
     def coverage(self) -> dict[str, float]:
         """How much of Last.fm the Spotify join covers: artists, listening rows and plays."""
@@ -78,31 +79,32 @@ def load_music(data_dir: Path = DEFAULT_DATA_DIR) -> MusicData:
     plays_path, artists_path = folder / "user_artists.dat.gz", folder / "artists.dat.gz"
     friends_path, spotify_path = folder / "user_friends.dat.gz", folder / "spotify_artists.csv.gz"
 
-    plays = _read(plays_path, sep="\t")
+    plays = read_table(plays_path, sep="\t")
     _require(plays, plays_path, ["userID", "artistID", "weight"])
     plays = plays.rename(columns={"userID": "user_id", "artistID": "artist_id", "weight": "plays"})
     plays = plays[plays["plays"] > 0][["user_id", "artist_id", "plays"]]
 
-    artists = _read(artists_path, sep="\t", quoting=3)
+    artists = read_table(artists_path, sep="\t", quoting=3)
     _require(artists, artists_path, ["id", "name"])
     artists = artists.rename(columns={"id": "artist_id"})[["artist_id", "name"]]
     artists["key"] = artists["name"].map(normalise_name)
 
-    spotify = _read(spotify_path)
+    spotify = read_table(spotify_path)
     _require(spotify, spotify_path, ["artists", "genres", "popularity", *AUDIO_FEATURES])
     spotify["key"] = spotify["artists"].map(normalise_name)
     spotify = spotify[spotify["key"] != ""].drop_duplicates("key", keep="first")
-    spotify["genres"] = spotify["genres"].map(_parse_genres)
+    spotify["genres"] = spotify["genres"].map(parse_genres)
     columns = ["key", "genres", "popularity", *AUDIO_FEATURES]
     artists = artists.merge(spotify[columns], on="key", how="left").set_index("artist_id")
     artists["matched"] = artists["valence"].notna()
     artists["genres"] = artists["genres"].map(lambda g: g if isinstance(g, list) else [])
 
-    friends = _read(friends_path, sep=r"\s+", header=None, names=["user_id", "friend_id"], engine="python")
+    friends = read_table(friends_path, sep=r"\s+", header=None, names=["user_id", "friend_id"], engine="python")
     if not friends.empty and not str(friends.iloc[0, 0]).isdigit():  # a header row, where the file has one
         friends = friends.iloc[1:]
     friends = friends.astype({"user_id": np.int64, "friend_id": np.int64})
-    return MusicData(plays.reset_index(drop=True), artists, friends.reset_index(drop=True))
+    genres = spotify.set_index("key")["genres"]
+    return MusicData(plays.reset_index(drop=True), artists, friends.reset_index(drop=True), genres)
 
 
 def confidence(plays: pd.Series) -> pd.Series:

@@ -8,8 +8,10 @@ emotune:feedback applies feedback in batches and publishes a fresh set for the s
 Each session's mood is also kept in Redis, so that the gateway answers "current mood" and "recent
 history" in O(1): ``session_key(user, sid, "mood")``, a hash of the state after the newest event, and
 ``session_key(user, sid, "timeline")``, a list of one JSON point per event (the last ``history``),
-both expiring ``ttl_s`` after the last write. A session not held in memory (first seen since a
-restart, or back after being idle) starts from its mood hash, so a restart does not reset moods.
+and ``session_key(user, sid, "trace")``, one point a second for an hour (what implicit feedback
+reads: the mood before and during a track), all expiring ``ttl_s`` after the last write. A session
+not held in memory (first seen since a restart, or back after being idle) starts from its mood
+hash, so a restart does not reset moods.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from emotune_recommender.smoothing import MoodState, Smoothing
 
 log = get_logger("emotune.recommender")
 
+#: the session trace (what implicit feedback reads): one point a second, for an hour
+TRACE_STEP_US = 1_000_000
+TRACE_POINTS = 3600
 #: (user id, session id)
 SessionId = tuple[str, str]
 
@@ -54,6 +59,7 @@ def _rounded(values: Iterable[float]) -> list[float]:
 class _Held:
     state: MoodState
     touched: float  # clock() at the last use
+    traced_us: int = 0  # capture time of the last point on the session's trace
 
 
 @dataclass(frozen=True)
@@ -168,9 +174,28 @@ class SessionMoods:
                 })  # fmt: skip
                 pipe.rpush(timeline_key, *(json.dumps(p.data) for p in new))
                 pipe.ltrim(timeline_key, -self.history, -1)
+                trace = self._trace((user, sid), new)
+                if trace:
+                    trace_key = session_key(user, sid, "trace")
+                    pipe.rpush(trace_key, *trace)
+                    pipe.ltrim(trace_key, -TRACE_POINTS, -1)
+                    pipe.expire(trace_key, self.ttl_s)
                 pipe.expire(mood_key, self.ttl_s)
                 pipe.expire(timeline_key, self.ttl_s)
             await pipe.execute()
+
+    def _trace(self, session: SessionId, points: Sequence[Point]) -> list[str]:
+        """The points of ``points`` that go on the session's trace: at most one a second, so that
+        the mood over a whole track (minutes) can be read back after it; see listener.lift_of."""
+        held = self.sessions.get(session)
+        out = []
+        for point in points:
+            last = held.traced_us if held else 0
+            if point.data["t"] - last >= TRACE_STEP_US:
+                out.append(json.dumps({"t": point.data["t"], "p": point.data["smoothed"]}))
+                if held:
+                    held.traced_us = point.data["t"]
+        return out
 
     def mood_of(self, user_id: str, session_id: str) -> int:
         held = self.sessions.get((user_id, session_id))

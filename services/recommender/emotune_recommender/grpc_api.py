@@ -9,7 +9,7 @@ import grpc
 from emotune.v1 import messages_pb2, recommender_pb2, recommender_pb2_grpc
 from emotune_common.producer import StreamProducer
 from emotune_recommender import metrics
-from emotune_recommender.core import BadRequest, RecommenderCore, UnknownArtist
+from emotune_recommender.core import BadRequest, NotFound, RecommenderCore
 from emotune_recommender.events import SessionMoods
 
 
@@ -38,14 +38,30 @@ class RecommenderService(recommender_pb2_grpc.RecommenderServicer):
     async def Similar(self, request: recommender_pb2.SimilarRequest, context) -> recommender_pb2.SimilarResponse:
         try:
             items = await self.core.similar(request.artist_id, request.k or self.default_k)
-        except UnknownArtist as e:
+        except NotFound as e:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         return recommender_pb2.SimilarResponse(items=items)
+
+    async def SearchCatalogue(
+        self, request: recommender_pb2.CatalogueQuery, context
+    ) -> recommender_pb2.CatalogueMatches:
+        try:
+            return self.core.search(request.text, min(max(request.limit, 0), 100))
+        except BadRequest as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+    async def SetTaste(self, request: recommender_pb2.TasteRequest, context) -> recommender_pb2.TasteReply:
+        try:
+            return await self.core.set_taste(request.user_id, list(request.genres), list(request.artist_ids))
+        except BadRequest as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except NotFound as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
 
     async def Feedback(self, request: messages_pb2.Feedback, context) -> recommender_pb2.FeedbackReply:
         refused = await self.core.feedback([request])
         if refused:
-            code = grpc.StatusCode.NOT_FOUND if "no artist" in refused[0] else grpc.StatusCode.INVALID_ARGUMENT
+            code = grpc.StatusCode.NOT_FOUND if refused[0].startswith("no ") else grpc.StatusCode.INVALID_ARGUMENT
             await context.abort(code, refused[0])
         metrics.FEEDBACK.labels(messages_pb2.FeedbackAction.Name(request.action)).inc()
         if self.moods is not None and self.out is not None and request.header.session_id:

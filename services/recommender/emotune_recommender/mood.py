@@ -25,8 +25,8 @@ UPLIFT_GOAL = (0.7, 0.2)
 REGION_RADIUS = 0.35
 
 
-def artist_points(valence: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """[N, 2] points of artists from Spotify valence and energy in 0..1 (NaN stays NaN)."""
+def track_points(valence: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """[N, 2] points of tracks (or artists) from Spotify valence and energy in 0..1 (NaN stays NaN)."""
     return np.stack([2 * np.asarray(valence, float) - 1, 2 * np.asarray(energy, float) - 1], axis=1)
 
 

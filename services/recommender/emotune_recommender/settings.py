@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from emotune_common.settings import ServiceSettings
+from emotune_recommender.core import Tuning
 from emotune_recommender.data import DEFAULT_DATA_DIR
 from emotune_recommender.tracks import SpotifyConfig
 
@@ -26,14 +27,20 @@ class RecommenderSettings(ServiceSettings):
     session_ttl_s: int = Field(86400, ge=1, description="A session's mood and timeline in Redis expire after this "
                                "long without events; sessions idle this long leave memory")  # fmt: skip
     session_history: int = Field(600, ge=1, description="Points of a session's mood timeline kept in Redis")
-    skip_memory_s: int = Field(3600, ge=0, description="How long a skipped artist stays out of a user's lists")
-    feedback_epochs: int = Field(5, ge=1)
+    skip_memory_s: int = Field(3600, ge=0, description="How long a skipped track stays out of a user's lists")
+    replay_after_s: int = Field(3600, ge=0, description="How long a track played to the end stays out of them")
+    lift_min_plays: int = Field(3, ge=1, description="Plays measured before a track's mood lift is used")
+    lift_weight: float = Field(1.0, ge=0, le=2, description="Share of a measured lift added to the mood fit (uplift)")
     recommendations_maxlen: int = Field(10_000, ge=1)
     spotipy_client_id: str = Field("", validation_alias="SPOTIPY_CLIENT_ID")
     spotipy_client_secret: str = Field("", validation_alias="SPOTIPY_CLIENT_SECRET")
     spotify_api_url: str = "https://api.spotify.com/v1/"
     spotify_accounts_url: str = "https://accounts.spotify.com/api/token"
     spotify_market: str = "US"
+
+    def tuning(self) -> Tuning:
+        return Tuning(self.mood_weight, self.default_policy, self.skip_memory_s, self.replay_after_s,
+                      self.lift_min_plays, self.lift_weight)  # fmt: skip
 
     def spotify(self) -> SpotifyConfig:
         return SpotifyConfig(self.spotipy_client_id, self.spotipy_client_secret, self.spotify_api_url,

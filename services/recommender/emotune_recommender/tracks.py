@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict, dataclass
-from urllib.parse import quote
 
 import redis.asyncio as aioredis
 import spotipy
@@ -20,6 +19,7 @@ from spotipy.oauth2 import SpotifyClientCredentials, SpotifyOauthError
 
 from emotune.v1 import messages_pb2
 from emotune_common.logs import get_logger
+from emotune_common.spotify_links import search_url
 from emotune_recommender.data import normalise_name
 
 log = get_logger("emotune.recommender.tracks")
@@ -33,10 +33,6 @@ class SpotifyConfig:
     accounts_url: str = "https://accounts.spotify.com/api/token"
     market: str = "US"
     timeout_s: float = 5.0
-
-
-def search_link(artist: str) -> str:
-    return f"https://open.spotify.com/search/{quote(artist)}"
 
 
 def _client(config: SpotifyConfig) -> spotipy.Spotify | None:
@@ -79,7 +75,7 @@ class TrackLookup:
     async def tracks(self, artist: str) -> tuple[str, list[TrackInfo]]:
         """(the artist's Spotify link, its top tracks); a search link and no tracks without Spotify."""
         if self._spotify is None:
-            return search_link(artist), []
+            return search_url(artist), []
         key = f"emotune:tracks:{normalise_name(artist)}"
         cached = await self.redis.get(key)
         if cached is not None:
@@ -89,7 +85,7 @@ class TrackLookup:
             link, found = await asyncio.to_thread(self._lookup, artist)
         except (spotipy.SpotifyException, SpotifyOauthError, OSError, ValueError) as e:  # degrade, do not fail
             log.warning("spotify_failed", artist=artist, error=str(e))
-            return search_link(artist), []
+            return search_url(artist), []
         await self.redis.set(key, json.dumps([link, [asdict(t) for t in found]]), ex=self.ttl_s)
         return link, found
 
@@ -100,7 +96,7 @@ class TrackLookup:
         items = [t for t in result.get("tracks", {}).get("items", [])
                  if any(normalise_name(a.get("name", "")) == wanted for a in t.get("artists", []))]  # fmt: skip
         if not items:
-            return search_link(artist), []
+            return search_url(artist), []
         tracks = [
             TrackInfo(
                 spotify_id=t["id"],

@@ -163,7 +163,7 @@ class Track(_message.Message):
     def __init__(self, spotify_id: _Optional[str] = ..., name: _Optional[str] = ..., spotify_url: _Optional[str] = ..., preview_url: _Optional[str] = ..., album_art_url: _Optional[str] = ...) -> None: ...
 
 class Recommendation(_message.Message):
-    __slots__ = ("artist_id", "artist_name", "score", "taste_score", "mood_fit", "reason", "genres", "tracks", "spotify_url")
+    __slots__ = ("artist_id", "artist_name", "score", "taste_score", "mood_fit", "reason", "genres", "tracks", "spotify_url", "track_id", "title", "mood_tag", "valence", "energy", "embed_url", "artist_spotify_url", "lift", "lift_plays", "lifted", "duration_ms", "popularity")
     ARTIST_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIST_NAME_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +173,18 @@ class Recommendation(_message.Message):
     GENRES_FIELD_NUMBER: _ClassVar[int]
     TRACKS_FIELD_NUMBER: _ClassVar[int]
     SPOTIFY_URL_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    MOOD_TAG_FIELD_NUMBER: _ClassVar[int]
+    VALENCE_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    EMBED_URL_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_SPOTIFY_URL_FIELD_NUMBER: _ClassVar[int]
+    LIFT_FIELD_NUMBER: _ClassVar[int]
+    LIFT_PLAYS_FIELD_NUMBER: _ClassVar[int]
+    LIFTED_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    POPULARITY_FIELD_NUMBER: _ClassVar[int]
     artist_id: str
     artist_name: str
     score: float
@@ -182,7 +194,19 @@ class Recommendation(_message.Message):
     genres: _containers.RepeatedScalarFieldContainer[str]
     tracks: _containers.RepeatedCompositeFieldContainer[Track]
     spotify_url: str
-    def __init__(self, artist_id: _Optional[str] = ..., artist_name: _Optional[str] = ..., score: _Optional[float] = ..., taste_score: _Optional[float] = ..., mood_fit: _Optional[float] = ..., reason: _Optional[str] = ..., genres: _Optional[_Iterable[str]] = ..., tracks: _Optional[_Iterable[_Union[Track, _Mapping]]] = ..., spotify_url: _Optional[str] = ...) -> None: ...
+    track_id: str
+    title: str
+    mood_tag: str
+    valence: float
+    energy: float
+    embed_url: str
+    artist_spotify_url: str
+    lift: float
+    lift_plays: int
+    lifted: bool
+    duration_ms: int
+    popularity: int
+    def __init__(self, artist_id: _Optional[str] = ..., artist_name: _Optional[str] = ..., score: _Optional[float] = ..., taste_score: _Optional[float] = ..., mood_fit: _Optional[float] = ..., reason: _Optional[str] = ..., genres: _Optional[_Iterable[str]] = ..., tracks: _Optional[_Iterable[_Union[Track, _Mapping]]] = ..., spotify_url: _Optional[str] = ..., track_id: _Optional[str] = ..., title: _Optional[str] = ..., mood_tag: _Optional[str] = ..., valence: _Optional[float] = ..., energy: _Optional[float] = ..., embed_url: _Optional[str] = ..., artist_spotify_url: _Optional[str] = ..., lift: _Optional[float] = ..., lift_plays: _Optional[int] = ..., lifted: _Optional[bool] = ..., duration_ms: _Optional[int] = ..., popularity: _Optional[int] = ...) -> None: ...
 
 class RecommendationSet(_message.Message):
     __slots__ = ("header", "mood", "policy", "items", "model_version")
@@ -199,17 +223,19 @@ class RecommendationSet(_message.Message):
     def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., mood: _Optional[_Union[Emotion, str]] = ..., policy: _Optional[_Union[Policy, str]] = ..., items: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class Feedback(_message.Message):
-    __slots__ = ("header", "action", "artist_id", "track_id", "mood", "genre")
+    __slots__ = ("header", "action", "artist_id", "track_id", "mood", "genre", "started_at_us")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     ARTIST_ID_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     MOOD_FIELD_NUMBER: _ClassVar[int]
     GENRE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_US_FIELD_NUMBER: _ClassVar[int]
     header: Header
     action: FeedbackAction
     artist_id: str
     track_id: str
     mood: Emotion
     genre: str
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., action: _Optional[_Union[FeedbackAction, str]] = ..., artist_id: _Optional[str] = ..., track_id: _Optional[str] = ..., mood: _Optional[_Union[Emotion, str]] = ..., genre: _Optional[str] = ...) -> None: ...
+    started_at_us: int
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., action: _Optional[_Union[FeedbackAction, str]] = ..., artist_id: _Optional[str] = ..., track_id: _Optional[str] = ..., mood: _Optional[_Union[Emotion, str]] = ..., genre: _Optional[str] = ..., started_at_us: _Optional[int] = ...) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from emotune.v1 import messages_pb2 as emotune_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65motune/v1/recommender.proto\x12\nemotune.v1\x1a\x19\x65motune/v1/messages.proto\"\x99\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12!\n\x04mood\x18\x03 \x01(\x0e\x32\x13.emotune.v1.Emotion\x12\t\n\x01k\x18\x04 \x01(\x05\x12\"\n\x06policy\x18\x05 \x01(\x0e\x32\x12.emotune.v1.Policy\x12\x0e\n\x06genres\x18\x06 \x03(\t\".\n\x0eSimilarRequest\x12\x11\n\tartist_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\"<\n\x0fSimilarResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.emotune.v1.Recommendation\" \n\rFeedbackReply\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x32\xd8\x01\n\x0bRecommender\x12H\n\tRecommend\x12\x1c.emotune.v1.RecommendRequest\x1a\x1d.emotune.v1.RecommendationSet\x12\x42\n\x07Similar\x12\x1a.emotune.v1.SimilarRequest\x1a\x1b.emotune.v1.SimilarResponse\x12;\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x14.emotune.v1.Feedback\x1a\x19.emotune.v1.FeedbackReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65motune/v1/recommender.proto\x12\nemotune.v1\x1a\x19\x65motune/v1/messages.proto\"\x99\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12!\n\x04mood\x18\x03 \x01(\x0e\x32\x13.emotune.v1.Emotion\x12\t\n\x01k\x18\x04 \x01(\x05\x12\"\n\x06policy\x18\x05 \x01(\x0e\x32\x12.emotune.v1.Policy\x12\x0e\n\x06genres\x18\x06 \x03(\t\".\n\x0eSimilarRequest\x12\x11\n\tartist_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\"<\n\x0fSimilarResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.emotune.v1.Recommendation\" \n\rFeedbackReply\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\"-\n\x0e\x43\x61talogueQuery\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"R\n\x0f\x43\x61talogueArtist\x12\x11\n\tartist_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06genres\x18\x03 \x03(\t\x12\x0e\n\x06tracks\x18\x04 \x01(\x05\".\n\x0e\x43\x61talogueGenre\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tracks\x18\x02 \x01(\x05\"l\n\x10\x43\x61talogueMatches\x12,\n\x07\x61rtists\x18\x01 \x03(\x0b\x32\x1b.emotune.v1.CatalogueArtist\x12*\n\x06genres\x18\x02 \x03(\x0b\x32\x1a.emotune.v1.CatalogueGenre\"C\n\x0cTasteRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06genres\x18\x02 \x03(\t\x12\x12\n\nartist_ids\x18\x03 \x03(\t\"0\n\nTasteReply\x12\x0e\n\x06genres\x18\x01 \x03(\t\x12\x12\n\nartist_ids\x18\x02 \x03(\t2\xe3\x02\n\x0bRecommender\x12H\n\tRecommend\x12\x1c.emotune.v1.RecommendRequest\x1a\x1d.emotune.v1.RecommendationSet\x12\x42\n\x07Similar\x12\x1a.emotune.v1.SimilarRequest\x1a\x1b.emotune.v1.SimilarResponse\x12;\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x14.emotune.v1.Feedback\x1a\x19.emotune.v1.FeedbackReply\x12K\n\x0fSearchCatalogue\x12\x1a.emotune.v1.CatalogueQuery\x1a\x1c.emotune.v1.CatalogueMatches\x12<\n\x08SetTaste\x12\x18.emotune.v1.TasteRequest\x1a\x16.emotune.v1.TasteReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIMILARRESPONSE']._serialized_end=335
   _globals['_FEEDBACKREPLY']._serialized_start=337
   _globals['_FEEDBACKREPLY']._serialized_end=369
-  _globals['_RECOMMENDER']._serialized_start=372
-  _globals['_RECOMMENDER']._serialized_end=588
+  _globals['_CATALOGUEQUERY']._serialized_start=371
+  _globals['_CATALOGUEQUERY']._serialized_end=416
+  _globals['_CATALOGUEARTIST']._serialized_start=418
+  _globals['_CATALOGUEARTIST']._serialized_end=500
+  _globals['_CATALOGUEGENRE']._serialized_start=502
+  _globals['_CATALOGUEGENRE']._serialized_end=548
+  _globals['_CATALOGUEMATCHES']._serialized_start=550
+  _globals['_CATALOGUEMATCHES']._serialized_end=658
+  _globals['_TASTEREQUEST']._serialized_start=660
+  _globals['_TASTEREQUEST']._serialized_end=727
+  _globals['_TASTEREPLY']._serialized_start=729
+  _globals['_TASTEREPLY']._serialized_end=777
+  _globals['_RECOMMENDER']._serialized_start=780
+  _globals['_RECOMMENDER']._serialized_end=1135
 # @@protoc_insertion_point(module_scope)

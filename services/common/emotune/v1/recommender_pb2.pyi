@@ -42,3 +42,57 @@ class FeedbackReply(_message.Message):
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     def __init__(self, applied: _Optional[bool] = ...) -> None: ...
+
+class CatalogueQuery(_message.Message):
+    __slots__ = ("text", "limit")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    limit: int
+    def __init__(self, text: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class CatalogueArtist(_message.Message):
+    __slots__ = ("artist_id", "name", "genres", "tracks")
+    ARTIST_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    TRACKS_FIELD_NUMBER: _ClassVar[int]
+    artist_id: str
+    name: str
+    genres: _containers.RepeatedScalarFieldContainer[str]
+    tracks: int
+    def __init__(self, artist_id: _Optional[str] = ..., name: _Optional[str] = ..., genres: _Optional[_Iterable[str]] = ..., tracks: _Optional[int] = ...) -> None: ...
+
+class CatalogueGenre(_message.Message):
+    __slots__ = ("name", "tracks")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TRACKS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tracks: int
+    def __init__(self, name: _Optional[str] = ..., tracks: _Optional[int] = ...) -> None: ...
+
+class CatalogueMatches(_message.Message):
+    __slots__ = ("artists", "genres")
+    ARTISTS_FIELD_NUMBER: _ClassVar[int]
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    artists: _containers.RepeatedCompositeFieldContainer[CatalogueArtist]
+    genres: _containers.RepeatedCompositeFieldContainer[CatalogueGenre]
+    def __init__(self, artists: _Optional[_Iterable[_Union[CatalogueArtist, _Mapping]]] = ..., genres: _Optional[_Iterable[_Union[CatalogueGenre, _Mapping]]] = ...) -> None: ...
+
+class TasteRequest(_message.Message):
+    __slots__ = ("user_id", "genres", "artist_ids")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    genres: _containers.RepeatedScalarFieldContainer[str]
+    artist_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_id: _Optional[str] = ..., genres: _Optional[_Iterable[str]] = ..., artist_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TasteReply(_message.Message):
+    __slots__ = ("genres", "artist_ids")
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_IDS_FIELD_NUMBER: _ClassVar[int]
+    genres: _containers.RepeatedScalarFieldContainer[str]
+    artist_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, genres: _Optional[_Iterable[str]] = ..., artist_ids: _Optional[_Iterable[str]] = ...) -> None: ...

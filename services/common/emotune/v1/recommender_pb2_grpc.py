@@ -50,13 +50,23 @@ class RecommenderStub:
                 request_serializer=emotune_dot_v1_dot_messages__pb2.Feedback.SerializeToString,
                 response_deserializer=emotune_dot_v1_dot_recommender__pb2.FeedbackReply.FromString,
                 _registered_method=True)
+        self.SearchCatalogue = channel.unary_unary(
+                '/emotune.v1.Recommender/SearchCatalogue',
+                request_serializer=emotune_dot_v1_dot_recommender__pb2.CatalogueQuery.SerializeToString,
+                response_deserializer=emotune_dot_v1_dot_recommender__pb2.CatalogueMatches.FromString,
+                _registered_method=True)
+        self.SetTaste = channel.unary_unary(
+                '/emotune.v1.Recommender/SetTaste',
+                request_serializer=emotune_dot_v1_dot_recommender__pb2.TasteRequest.SerializeToString,
+                response_deserializer=emotune_dot_v1_dot_recommender__pb2.TasteReply.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Recommend(self, request, context):
-        """Ranked artists with tracks for a user in a mood.
+        """Ranked tracks, with their artists, for a user in a mood.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -71,6 +81,20 @@ class RecommenderServicer:
 
     def Feedback(self, request, context):
         """Apply one piece of feedback now (the stream emotune:feedback is the asynchronous path).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchCatalogue(self, request, context):
+        """Artists and genres of the catalogue whose names contain a text (a new listener's first picks).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTaste(self, request, context):
+        """A listener's picked genres and artists: their first list is built from them at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,6 +117,16 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.Feedback,
                     request_deserializer=emotune_dot_v1_dot_messages__pb2.Feedback.FromString,
                     response_serializer=emotune_dot_v1_dot_recommender__pb2.FeedbackReply.SerializeToString,
+            ),
+            'SearchCatalogue': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchCatalogue,
+                    request_deserializer=emotune_dot_v1_dot_recommender__pb2.CatalogueQuery.FromString,
+                    response_serializer=emotune_dot_v1_dot_recommender__pb2.CatalogueMatches.SerializeToString,
+            ),
+            'SetTaste': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTaste,
+                    request_deserializer=emotune_dot_v1_dot_recommender__pb2.TasteRequest.FromString,
+                    response_serializer=emotune_dot_v1_dot_recommender__pb2.TasteReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +210,60 @@ class Recommender:
             '/emotune.v1.Recommender/Feedback',
             emotune_dot_v1_dot_messages__pb2.Feedback.SerializeToString,
             emotune_dot_v1_dot_recommender__pb2.FeedbackReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchCatalogue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emotune.v1.Recommender/SearchCatalogue',
+            emotune_dot_v1_dot_recommender__pb2.CatalogueQuery.SerializeToString,
+            emotune_dot_v1_dot_recommender__pb2.CatalogueMatches.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTaste(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emotune.v1.Recommender/SetTaste',
+            emotune_dot_v1_dot_recommender__pb2.TasteRequest.SerializeToString,
+            emotune_dot_v1_dot_recommender__pb2.TasteReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,15 +62,29 @@ class Track(BaseModel):
 
 
 class Recommendation(BaseModel):
-    artist_id: str
+    """A recommended track, with its artist."""
+
+    track_id: str = Field(description="Spotify track id")
+    title: str
+    artist_id: str = Field(description='The Last.fm artist id, or "x:<name>" for an artist only the catalogue has')
     artist_name: str
-    score: float
-    taste_score: float
-    mood_fit: float
-    reason: str
+    mood_tag: str = Field(description="From the track's own valence and energy: happy/energetic, calm/content, ...")
+    valence: float
+    energy: float
     genres: list[str]
-    spotify_url: str
-    tracks: list[Track]
+    popularity: int
+    duration_ms: int = Field(description="0 where unknown")
+    score: float
+    taste_score: float = Field(description="0..1: how much the listener's taste favours it")
+    mood_fit: float = Field(description="0..1: how well it meets the mood (and, under uplift, lifts it)")
+    reason: str
+    lift: float = Field(description="Mean change of listeners' mood toward content while it played, in this mood")
+    lift_plays: int
+    lifted: bool = Field(description="Enough plays show it lifts this mood")
+    spotify_url: str = Field(description="The track on open.spotify.com")
+    embed_url: str = Field(description="Spotify's embed player of the track: plays with no credentials")
+    artist_spotify_url: str
+    tracks: list[Track] = Field(description="The track again, in the shape of artist-level clients")
 
 
 class RecommendationSet(BaseModel):
@@ -83,10 +97,14 @@ class RecommendationSet(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    action: Literal["play", "skip", "like", "dislike", "genre_change"]
-    artist_id: str = Field("", max_length=64, description="The artist (not needed for genre_change)")
-    track_id: str = Field("", max_length=64)
+    action: Literal["play", "skip", "like", "dislike", "genre_change"] = Field(
+        description="play: played to the end; skip, like, dislike; genre_change: only this genre from now on"
+    )
+    track_id: str = Field("", max_length=64, description="The track (every action but genre_change)")
+    artist_id: str = Field("", max_length=64, description="Artist-level feedback, for clients without track ids")
     genre: str = Field("", max_length=100, description="For genre_change: the genre wanted")
+    started_at_us: int = Field(0, ge=0, description="For play: when the track began, microseconds since the epoch "
+                               "(the mood before and during it is implicit feedback)")  # fmt: skip
 
 
 class FeedbackAccepted(BaseModel):
@@ -156,20 +174,20 @@ async def recommendations(
 
 @router.post("/feedback", status_code=status.HTTP_202_ACCEPTED, response_model=FeedbackAccepted,
              summary="Play, skip, like, dislike, or change genre: a fresh set follows on the event stream",
-             responses={404: {"description": "No such artist"}})  # fmt: skip
+             responses={404: {"description": "No such track (or artist)"}})  # fmt: skip
 async def feedback(body: FeedbackIn, session: OwnedSession, clients: ClientsDep) -> FeedbackAccepted:
     if body.action == "genre_change" and not body.genre.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "genre_change needs a genre")
-    if body.action != "genre_change" and not body.artist_id.isdigit():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{body.action} needs an artist_id (digits)")
+    if body.action != "genre_change" and not (body.track_id or body.artist_id):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{body.action} needs a track_id")
     state = await current_mood(clients, session["user_id"], session["id"])
     message = messages_pb2.Feedback(
         header=make_header(session["id"], session["user_id"]),
         action=messages_pb2.FeedbackAction.Value(body.action.upper()), artist_id=body.artist_id,
-        track_id=body.track_id, genre=body.genre.strip(),
+        track_id=body.track_id, genre=body.genre.strip(), started_at_us=body.started_at_us,
         mood=EMOTIONS.index(state["mood"]) + 1 if state.get("mood") in EMOTIONS else 0,
     )  # fmt: skip
-    try:  # applied now, so that a bad artist is a clear error here and not a dead letter later
+    try:  # applied now, so that a bad track is a clear error here and not a dead letter later
         await clients.recommender.Feedback(message, timeout=clients.settings.recommender_timeout_s)
     except grpc.aio.AioRpcError as e:
         if e.code() == grpc.StatusCode.NOT_FOUND:
