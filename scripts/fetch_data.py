@@ -12,12 +12,19 @@ its own). :data:`FILES` lists every file, its source and how it is made; adding 
 - music/user_artists.dat.gz, artists.dat.gz, user_friends.dat.gz: PPjamies/MusicApp-RecommenderSystem-FriendNetwork
 - music/tags.dat.gz: Fxhj0501/Posioning-Attack-on-Recommendation-System, hetrec2011-lastfm-2k/tags.dat
 - music/spotify_artists.csv.gz: swarupa29/Data-science-project-Song-Genre, data_w_genres.csv
+- music/spotify_tracks_5k.csv.gz: annaapisarek/song-recommender, spotify_songs.csv
+- music/spotify_tracks_features_subset.csv.gz: Boudhik-Shaj/data-science-project, SpotifyFeatures.csv
+- music/user_taggedartists.dat.gz: rafaelpossas/admusic, data/user_taggedartists.dat and data/user_taggedartists_2.dat
 - video/short_hamilton_clip.mp4, images/*.jpg: ageitgey/face_recognition, examples/ and tests/test_images/
 
 FER-2013 images are decoded to grayscale 48x48 and stored as arrays ``x`` uint8 [N,48,48] and
 ``y`` uint8 [N] (0 angry ... 6 neutral); augmented copies (names with an extra suffix) are skipped.
-Every other file is the repository's file as it is (gzip-compressed where its name ends in .gz), checked
-against the SHA-256 of that file.
+Every other file is made from files of the repository, each checked against its SHA-256 first, and is
+gzip-compressed where its name ends in .gz. Most are the repository's file as it is. The track catalogues
+are written as RFC 4180 has CSV (UTF-8 without a byte-order mark, lines ended by CRLF), whatever their
+repository's copy uses (spotify_songs.csv ends lines by LF, SpotifyFeatures.csv opens with a byte-order mark):
+so they are the same as the project's copies. user_taggedartists.dat joins the rows of two files under one
+header, as the HetRec release has them in one.
 
 An archive is downloaded, with a progress bar, into a temporary folder inside the data folder, and its
 size checked against the Content-Length; each file is written beside its target and renamed into place.
@@ -28,6 +35,7 @@ names the file and the URL, and leaves nothing half-written behind.
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import gzip
 import hashlib
@@ -78,14 +86,41 @@ def member_path(archive: zipfile.ZipFile, path: str) -> str:
     raise FetchError(f"no {path} in the archive")
 
 
-def copied(archive: zipfile.ZipFile, file: DataFile) -> bytes:
-    """The repository's file as it is, checked against its SHA-256; gzip-compressed for a .gz target."""
-    payload = archive.read(member_path(archive, file.member))
+def checked(archive: zipfile.ZipFile, member: str, sha256: str) -> bytes:
+    """The repository's file ``member``, refused unless it has the SHA-256 ``sha256`` (where one is given)."""
+    payload = archive.read(member_path(archive, member))
     digest = hashlib.sha256(payload).hexdigest()
-    if file.sha256 and digest != file.sha256:
-        raise FetchError(f"{file.member} in the archive has SHA-256 {digest}, not {file.sha256}")
+    if sha256 and digest != sha256:
+        raise FetchError(f"{member} in the archive has SHA-256 {digest}, not {sha256}")
+    return payload
+
+
+def compressed(file: DataFile, payload: bytes) -> bytes:
+    """``payload`` gzip-compressed (reproducibly: no timestamp) for a .gz target made from a plain file."""
     compress = file.target.endswith(".gz") and not file.member.endswith(".gz")
     return gzip.compress(payload, mtime=0) if compress else payload
+
+
+def copied(archive: zipfile.ZipFile, file: DataFile) -> bytes:
+    """The repository's file as it is."""
+    return compressed(file, checked(archive, file.member, file.sha256))
+
+
+def rfc4180(archive: zipfile.ZipFile, file: DataFile) -> bytes:
+    """A CSV file without its byte-order mark and with every line ended by CRLF, as RFC 4180 writes CSV."""
+    text = checked(archive, file.member, file.sha256).removeprefix(codecs.BOM_UTF8)
+    return compressed(file, re.sub(rb"\r?\n", b"\r\n", text))
+
+
+def joined_rows(archive: zipfile.ZipFile, file: DataFile) -> bytes:
+    """The rows of ``member`` and then of each of ``more`` under the first one's header, each ended by LF;
+    the other files' headers, blank lines and any row already taken are left out."""
+    header, rows = b"", {}
+    for member, sha256 in ((file.member, file.sha256), *file.more):
+        lines = checked(archive, member, sha256).splitlines()
+        header = header or lines[0]
+        rows.update(dict.fromkeys(line for line in lines[1:] if line.strip()))
+    return compressed(file, b"\n".join([header, *rows]) + b"\n")
 
 
 @dataclass(frozen=True)
@@ -93,7 +128,8 @@ class DataFile:
     """``target`` (a path in the data folder), made by ``build`` from ``member`` of ``source``'s archive.
 
     ``member`` is a path in the repository: the file itself, or for FER-2013 the split's folder. ``sha256``
-    is that of the file as the repository holds it, where one file is taken as it is.
+    is that of the file as the repository holds it, where the build reads one file. ``more``: further files,
+    ``(member, sha256)``, that the build joins to the first.
     """
 
     target: str
@@ -101,6 +137,7 @@ class DataFile:
     member: str
     sha256: str = ""
     build: Callable[[zipfile.ZipFile, DataFile], bytes] = copied
+    more: tuple[tuple[str, str], ...] = ()
 
     @property
     def dataset(self) -> str:
@@ -141,6 +178,9 @@ LASTFM = Source("PPjamies/MusicApp-RecommenderSystem-FriendNetwork", "baa3bd58ec
 LASTFM_TAGS = Source("Fxhj0501/Posioning-Attack-on-Recommendation-System", "27d958d98ee9dcce389f105a0496754455b18f01")
 SPOTIFY = Source("swarupa29/Data-science-project-Song-Genre", "06aca6f2fde38ac0c55847fa3f0bb99329ed7f02")
 FACES = Source("ageitgey/face_recognition", "2e2dccea9dd0ce730c8d464d0f67c6eebb40c9d1")
+TRACKS_5K = Source("annaapisarek/song-recommender", "f2eb9a125f882553cd93107173bc91aee74015fa")
+TRACK_FEATURES = Source("Boudhik-Shaj/data-science-project", "ec8ef82ae3e4a2e46361ee8b168bece8f806ff8f")
+LASTFM_TAGGINGS = Source("rafaelpossas/admusic", "afcc86fc14ec5d96091e6706c019889739896434")
 
 FILES = [
     DataFile("fer2013/train.npz", FER, "train", build=fer_split("Training")),
@@ -155,6 +195,13 @@ FILES = [
              "e95175f259be4c0c47644ae23d66131cd6d5767142a1405000e79f5584691d70"),
     DataFile("music/spotify_artists.csv.gz", SPOTIFY, "data_w_genres.csv",
              "06ed5251f02dbd74dea88f3acdcca698144d1087a4540fa18b7769f928637bcb"),
+    DataFile("music/spotify_tracks_5k.csv.gz", TRACKS_5K, "spotify_songs.csv",
+             "b62359ec521cfcb6fc5128d4f38071fc22adb470ce199616d2f4843b56fdca7a", rfc4180),
+    DataFile("music/spotify_tracks_features_subset.csv.gz", TRACK_FEATURES, "SpotifyFeatures.csv",
+             "ab81bc49cc538c674c0fdaada256154732ec503f4b4b7fc30b18c1900dbf51bc", rfc4180),
+    DataFile("music/user_taggedartists.dat.gz", LASTFM_TAGGINGS, "data/user_taggedartists.dat",
+             "7d46ca9d9abfd2a5018d42e3f1ed21e04981d608c376cb12f7c7285a94c37f89", joined_rows,
+             (("data/user_taggedartists_2.dat", "e2dd14c47c66201662f593acb825ff7de6239a84acb1f24c6fa01ac1ad6909d6"),)),
     DataFile("video/short_hamilton_clip.mp4", FACES, "examples/short_hamilton_clip.mp4",
              "0b5ff4c55a4cd69f79956f312681730881fe1e2a9e6146e75c31636dffcc7e28"),
     DataFile("images/biden.jpg", FACES, "examples/biden.jpg",

@@ -5,6 +5,7 @@ and the URL and leaves nothing half-written."""
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import zipfile
@@ -79,22 +80,39 @@ def without(archive: bytes, member: str, replacement: bytes | None = None) -> by
     return out.getvalue()
 
 
+LASTFM_FILES = "music/user_artists.dat.gz, music/artists.dat.gz, music/user_friends.dat.gz"
+
+
 @pytest.mark.parametrize(
-    ("fault", "says", "names"),
+    ("source", "member", "fault", "says", "names"),
     [
-        ("missing", "HTTP 404", "music/user_artists.dat.gz, music/artists.dat.gz, music/user_friends.dat.gz"),
-        ("cut short", "the download was cut short", "music/user_artists.dat.gz"),
-        ("file gone", "no user_friends.dat in the archive", "music/user_friends.dat.gz"),
-        ("file changed", "user_friends.dat in the archive has SHA-256", "music/user_friends.dat.gz"),
+        (fetch_data.LASTFM, "user_friends.dat", "missing", "HTTP 404", LASTFM_FILES),
+        (fetch_data.LASTFM, "user_friends.dat", "cut short", "the download was cut short", "music/user_artists.dat.gz"),
+        (fetch_data.LASTFM, "user_friends.dat", "file gone", "no user_friends.dat in the archive",
+         "music/user_friends.dat.gz"),
+        (fetch_data.LASTFM, "user_friends.dat", "file changed", "user_friends.dat in the archive has SHA-256",
+         "music/user_friends.dat.gz"),
+        (fetch_data.TRACKS_5K, "spotify_songs.csv", "file changed", "spotify_songs.csv in the archive has SHA-256",
+         "music/spotify_tracks_5k.csv.gz"),
+        (fetch_data.TRACK_FEATURES, "SpotifyFeatures.csv", "file changed",
+         "SpotifyFeatures.csv in the archive has SHA-256", "music/spotify_tracks_features_subset.csv.gz"),
+        (fetch_data.LASTFM_TAGGINGS, "data/user_taggedartists.dat", "file changed",
+         "data/user_taggedartists.dat in the archive has SHA-256", "music/user_taggedartists.dat.gz"),
+        (fetch_data.LASTFM_TAGGINGS, "data/user_taggedartists_2.dat", "file changed",
+         "data/user_taggedartists_2.dat in the archive has SHA-256", "music/user_taggedartists.dat.gz"),
+        (fetch_data.LASTFM_TAGGINGS, "data/user_taggedartists_2.dat", "file gone",
+         "no data/user_taggedartists_2.dat in the archive", "music/user_taggedartists.dat.gz"),
     ],
-)
-def test_a_broken_source_is_a_clear_error_and_leaves_nothing_half_written(tmp_path, archives, fault, says, names):
-    path = archive_path(fetch_data.LASTFM)
+    ids=lambda value: value.repo.split("/")[1] if isinstance(value, fetch_data.Source) else None,
+)  # fmt: skip
+def test_a_broken_source_is_a_clear_error_and_leaves_nothing_half_written(tmp_path, archives, source, member, fault,
+                                                                          says, names):  # fmt: skip
+    path = archive_path(source)
     broken = dict(archives)
     if fault == "file gone":
-        broken[path] = without(archives[path], "user_friends.dat")
+        broken[path] = without(archives[path], member)
     elif fault == "file changed":
-        broken[path] = without(archives[path], "user_friends.dat", b"userID\tfriendID\n2\t275\n")
+        broken[path] = without(archives[path], member, b"userID\tfriendID\n2\t275\n")
     server = ArchiveServer(broken, cut_short={path} if fault == "cut short" else set(),
                            missing={path} if fault == "missing" else set())  # fmt: skip
     data = tmp_path / "data"
@@ -102,5 +120,26 @@ def test_a_broken_source_is_a_clear_error_and_leaves_nothing_half_written(tmp_pa
         fetch_data.fetch(data, RUN_SETS, server.url)
     message = str(caught.value)
     assert says in message and names in message and f"{server.url}{path}" in message, message
-    assert not (data / "music" / "user_friends.dat.gz").exists()
+    for target in names.split(", "):
+        assert not (data / target).exists(), target
     assert_nothing_half_written(data)
+
+
+def test_joined_rows_keep_one_header_and_each_row_once_in_order():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("r-1/a.dat", b"id\tx\r\n1\ta\r\n2\tb\r\n\r\n")
+        archive.writestr("r-1/b.dat", b"id\tx\n2\tb\n3\tc\n")
+    file = fetch_data.DataFile("music/joined.dat", fetch_data.Source("o/r", "1"), "a.dat",
+                               build=fetch_data.joined_rows, more=(("b.dat", ""),))  # fmt: skip
+    with zipfile.ZipFile(out) as archive:
+        assert file.build(archive, file) == b"id\tx\n1\ta\n2\tb\n3\tc\n"
+
+
+def test_a_csv_is_written_without_its_byte_order_mark_and_with_crlf_line_ends():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("r-1/a.csv", codecs.BOM_UTF8 + b'a,b\n1,"x\r\ny"\n')
+    file = fetch_data.DataFile("music/a.csv.gz", fetch_data.Source("o/r", "1"), "a.csv", build=fetch_data.rfc4180)
+    with zipfile.ZipFile(out) as archive:
+        assert gzip.decompress(file.build(archive, file)) == b'a,b\r\n1,"x\r\ny"\r\n'

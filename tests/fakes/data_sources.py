@@ -3,7 +3,8 @@ archives laid out as GitHub serves the repositories (``/<owner>/<name>/archive/<
 ``<name>-<commit>/`` folder inside), made from the project's own data folder, so that every checksum holds.
 
 :func:`source_archives` builds them from scripts/fetch_data.py's list of files: each file that is taken
-as it is comes from the data folder (uncompressed again where the target is .gz), and each FER-2013 split
+as it is comes from the data folder (uncompressed again where the target is .gz); each file that the fetch
+rewrites is put back into the form its repository holds (:data:`REPOSITORY_FORMS`); and each FER-2013 split
 holds a few faces from val.npz, with an augmented copy of each that the fetch must skip. :class:`ArchiveServer`
 serves them; a test may cut one short (its full Content-Length is sent, then half the body) or leave one
 out (a 404). It counts the requests by path.
@@ -11,12 +12,14 @@ out (a 404). It counts the requests by path.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import http.server
 import io
 import threading
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,25 @@ import numpy as np
 from scripts import fetch_data
 
 FER_FACES = 14  # faces of val.npz in each FER-2013 split's folder
+TAGGINGS_FIRST_PART = 108_469  # rows of rafaelpossas/admusic's data/user_taggedartists.dat
+
+
+def tagging_parts(file: fetch_data.DataFile, text: bytes) -> dict[str, bytes]:
+    """user_taggedartists.dat's rows as rafaelpossas/admusic holds them: the first part's rows, then a blank
+    line, in data/user_taggedartists.dat, the rest in data/user_taggedartists_2.dat; each with the header
+    and CRLF line ends."""
+    header, *rows = text.splitlines()
+    first, second = rows[:TAGGINGS_FIRST_PART], rows[TAGGINGS_FIRST_PART:]
+    return {file.member: b"\r\n".join([header, *first, b"", b""]),
+            file.more[0][0]: b"\r\n".join([header, *second, b""])}  # fmt: skip
+
+
+#: target -> its repository's files, from the data folder's (uncompressed) copy: what fetch_data rewrites
+REPOSITORY_FORMS: dict[str, Callable[[fetch_data.DataFile, bytes], dict[str, bytes]]] = {
+    "music/spotify_tracks_5k.csv.gz": lambda file, text: {file.member: text.replace(b"\r\n", b"\n")},  # LF
+    "music/spotify_tracks_features_subset.csv.gz": lambda file, text: {file.member: codecs.BOM_UTF8 + text},
+    "music/user_taggedartists.dat.gz": tagging_parts,
+}
 
 
 def archive_path(source: fetch_data.Source) -> str:
@@ -45,18 +67,19 @@ def source_archives(data_dir: Path) -> dict[str, bytes]:
     for file in fetch_data.FILES:
         folder = f"{file.source.repo.split('/')[1]}-{file.source.commit}"
         into = members.setdefault(file.source, {})
-        if file.build is fetch_data.copied:
-            payload = (data_dir / file.target).read_bytes()
-            if file.target.endswith(".gz") and not file.member.endswith(".gz"):
-                payload = gzip.decompress(payload)
-            into[f"{folder}/{file.member}"] = payload
+        if file.dataset == "fer2013":
+            prefix = "Training" if file.target.endswith("train.npz") else "PublicTest"
+            for i, (face, label) in enumerate(zip(faces, labels, strict=True)):
+                png = cv2.imencode(".png", face)[1].tobytes()  # lossless, so the arrays can be compared
+                name = f"{folder}/{file.member}/{fetch_data.LABELS[label]}/{prefix}_{i}"
+                into[f"{name}.jpg"] = png
+                into[f"{name}_flip.jpg"] = png  # an augmented copy: skipped
             continue
-        prefix = "Training" if file.target.endswith("train.npz") else "PublicTest"
-        for i, (face, label) in enumerate(zip(faces, labels, strict=True)):
-            png = cv2.imencode(".png", face)[1].tobytes()  # lossless, so the arrays can be compared
-            name = f"{folder}/{file.member}/{fetch_data.LABELS[label]}/{prefix}_{i}"
-            into[f"{name}.jpg"] = png
-            into[f"{name}_flip.jpg"] = png  # an augmented copy: skipped
+        payload = (data_dir / file.target).read_bytes()
+        if file.target.endswith(".gz") and not file.member.endswith(".gz"):
+            payload = gzip.decompress(payload)
+        form = REPOSITORY_FORMS.get(file.target, lambda file, text: {file.member: text})
+        into.update({f"{folder}/{member}": content for member, content in form(file, payload).items()})
     archives = {}
     for source, files in members.items():
         out = io.BytesIO()
