@@ -1,53 +1,57 @@
-"""The recommender's offline floors, measured as `make eval-recommender` measures them."""
+"""The evaluation as an outsider runs it: a split from files, every model trained on the train file,
+figures as JSON; bad files get a clear error."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+import subprocess
+import sys
+
 import pytest
-import scipy.sparse as sp
 
-from emotune_recommender.baselines import item_knn_scores, popularity_scores
 from emotune_recommender.data import load_music, split_per_user
-from emotune_recommender.evaluate import cold_start_auc, evaluate_scorer, lightfm_scorer
-from emotune_recommender.model import Recommender
+from emotune_recommender.evaluate import SERVICE
 
-from ..conftest import DATA_DIR
+from ..conftest import DATA_DIR, ROOT
 
-
-@pytest.fixture(scope="module")
-def split():
-    music = load_music(DATA_DIR)
-    return (music, *split_per_user(music.plays))
+pytestmark = pytest.mark.slow
 
 
-def test_item_knn_scores_artists_by_their_similarity_to_what_a_user_played():
-    # artists 0 and 1 are always played together; artist 2 by someone else
-    train = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=np.float32))
-    scores = item_knn_scores(train, np.array([3]))[0]
-    assert scores[1] > scores[2] == 0
-    assert popularity_scores(train).tolist() == [3, 2, 1]
+def evaluate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emotune_recommender.evaluate", "--data-dir", str(DATA_DIR), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)  # fmt: skip
 
 
-@pytest.mark.slow
-def test_hybrid_precision_is_well_above_popularity(split):
-    music, train_plays, test_plays = split
-    hybrid = Recommender.train(music, train_plays)
-    train, _ = hybrid.inputs.interactions(train_plays)
-    test, _ = hybrid.inputs.interactions(test_plays)
-    train, test = train.tocsr(), test.tocsr()
-    keep = np.zeros(test.shape[0], bool)
-    keep[np.flatnonzero(np.diff(test.indptr))[:500]] = True
-    test = sp.diags(keep.astype(np.float32)) @ test  # the first 500 users with held-out artists
-    popularity = popularity_scores(train)
-    ours = evaluate_scorer(lightfm_scorer(hybrid), train, test, "hybrid")
-    baseline = evaluate_scorer(lambda users: np.tile(popularity, (len(users), 1)), train, test, "popularity")
-    assert ours.precision >= 1.5 * baseline.precision
-    assert ours.auc > baseline.auc and ours.coverage > baseline.coverage
+def test_a_split_from_files_scores_every_model_and_the_service_leads(tmp_path):
+    plays = load_music(DATA_DIR).plays
+    plays = plays[plays["user_id"] < plays["user_id"].quantile(0.5)]  # half the listeners: a shorter run
+    train, test = split_per_user(plays, seed=7)
+    for frame, name in ((train, "train.dat"), (test, "test.dat")):
+        frame.rename(columns={"user_id": "userID", "artist_id": "artistID", "plays": "weight"}).to_csv(
+            tmp_path / name, sep="\t", index=False)  # fmt: skip
+    done = evaluate("--train", str(tmp_path / "train.dat"), "--test", str(tmp_path / "test.dat"),
+                    "--json", str(tmp_path / "out.json"))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    models = result["models"]
+    assert result["service"] == SERVICE and set(models) == {SERVICE, "lightfm", "item-kNN", "user-kNN", "EASE",
+                                                             "popularity"}  # fmt: skip
+    for figures in models.values():
+        assert {"precision@10", "recall@10", "ndcg@10"} <= set(figures)
+        assert all(0 <= v <= 1 for v in figures.values())
+    print({name: round(f["precision@10"], 4) for name, f in models.items()})
+    service = models[SERVICE]["precision@10"]
+    assert service >= 1.5 * models["popularity"]["precision@10"]
+    # the floor of the issue, on half the data: at least 98% of the best baseline here
+    # (on the whole Last.fm split, REPORT.md: 1.01x)
+    assert service >= 0.98 * max(f["precision@10"] for n, f in models.items() if n != SERVICE)
 
 
-@pytest.mark.slow
-def test_artists_without_plays_are_still_recommendable_through_their_features(split):
-    music, train_plays, test_plays = split
-    auc = cold_start_auc(music, train_plays, test_plays)
-    assert auc["hybrid"] >= 0.70
-    assert auc["collaborative"] < 0.6  # identity alone knows nothing of an artist never played
+def test_bad_split_files_are_refused_with_the_reason(tmp_path):
+    (tmp_path / "bad.dat").write_text("user\tartist\n1\t2\n")
+    done = evaluate("--train", str(tmp_path / "bad.dat"), "--test", str(tmp_path / "bad.dat"))
+    assert done.returncode == 2 and "missing columns" in done.stderr
+    done = evaluate("--train", str(tmp_path / "bad.dat"))
+    assert done.returncode == 2 and "go together" in done.stderr
+    done = evaluate("--train", str(tmp_path / "none.dat"), "--test", str(tmp_path / "none.dat"))
+    assert done.returncode == 2 and "does not exist" in done.stderr

@@ -7,7 +7,7 @@ import pytest
 
 from emotune_recommender.data import load_music
 from emotune_recommender.features import build_inputs, item_tokens
-from emotune_recommender.mood import EMOTION_POINTS, UPLIFT_GOAL, track_points, fit, quadrant, targets
+from emotune_recommender.mood import EMOTION_POINTS, UPLIFT_GOAL, fit, quadrant, targets, track_points
 
 from ..conftest import DATA_DIR
 

@@ -30,7 +30,7 @@ def wait_until(predicate, within: float, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def service(tmp_path_factory, recommender_models):
     from ..conftest import RedisServer
 
     workdir = tmp_path_factory.mktemp("recommender")
@@ -38,11 +38,8 @@ def service(tmp_path_factory):
     store.start()
     port = free_port()
     env = {**os.environ, "REDIS_URL": store.url, "EMOTUNE_RECOMMENDER_PORT": str(port),
-           "EMOTUNE_RECOMMENDER_MODEL_DIR": str(workdir / "models"), "EMOTUNE_STREAM_BLOCK_MS": "50",
+           "EMOTUNE_RECOMMENDER_MODEL_DIR": str(recommender_models), "EMOTUNE_STREAM_BLOCK_MS": "50",
            "EMOTUNE_MOOD_HOLD": "2", "EMOTUNE_LOG_LEVEL": "WARNING"}  # fmt: skip
-    trained = subprocess.run([sys.executable, "-m", "emotune_recommender", "train"], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert trained.returncode == 0 and "saved version 1" in trained.stdout, trained.stderr[-2000:]
     process = subprocess.Popen([sys.executable, "-m", "emotune_recommender", "serve"], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -62,17 +59,26 @@ def test_recommend_similar_and_feedback_over_grpc(service):
     similar = stub.Similar(recommender_pb2.SimilarRequest(artist_id=result.items[0].artist_id, k=3), timeout=30)
     assert len(similar.items) == 3
     reply = stub.Feedback(messages_pb2.Feedback(header=make_header("s", "lastfm:2"), action=messages_pb2.SKIP,
-                                                artist_id=result.items[0].artist_id), timeout=30)  # fmt: skip
+                                                track_id=result.items[0].track_id), timeout=30)  # fmt: skip
     assert reply.applied
     again = stub.Recommend(recommender_pb2.RecommendRequest(user_id="lastfm:2", mood=messages_pb2.SAD, k=5,
                                                             policy=messages_pb2.UPLIFT), timeout=30)  # fmt: skip
-    assert result.items[0].artist_id not in {i.artist_id for i in again.items}
+    assert result.items[0].track_id not in {i.track_id for i in again.items}
+    found = stub.SearchCatalogue(recommender_pb2.CatalogueQuery(text="radiohead", limit=3), timeout=30)
+    assert [a.name for a in found.artists][:1] == ["Radiohead"]
+    pick = recommender_pb2.TasteRequest(user_id="grpc-newcomer", artist_ids=[found.artists[0].artist_id])
+    picked = stub.SetTaste(pick, timeout=30)
+    assert list(picked.artist_ids) == [found.artists[0].artist_id]
     for request, code in [
         (lambda: stub.Recommend(recommender_pb2.RecommendRequest(user_id="u", mood=0), timeout=30),
          grpc.StatusCode.INVALID_ARGUMENT),
         (lambda: stub.Similar(recommender_pb2.SimilarRequest(artist_id="-1"), timeout=30), grpc.StatusCode.NOT_FOUND),
         (lambda: stub.Feedback(messages_pb2.Feedback(header=make_header("s", "u"), action=messages_pb2.LIKE,
-                                                     artist_id="-1"), timeout=30), grpc.StatusCode.NOT_FOUND),
+                                                     track_id="0" * 22), timeout=30), grpc.StatusCode.NOT_FOUND),
+        (lambda: stub.SetTaste(recommender_pb2.TasteRequest(user_id="u", genres=["no such genre"]), timeout=30),
+         grpc.StatusCode.NOT_FOUND),
+        (lambda: stub.SearchCatalogue(recommender_pb2.CatalogueQuery(text=""), timeout=30),
+         grpc.StatusCode.INVALID_ARGUMENT),
     ]:  # fmt: skip
         with pytest.raises(grpc.RpcError) as error:
             request()
@@ -106,16 +112,16 @@ def test_a_lasting_mood_change_brings_a_mood_change_event_and_a_fresh_list(servi
     assert [s.mood for s in lists] == [messages_pb2.HAPPY, messages_pb2.SAD] and all(len(s.items) == 10 for s in lists)
 
 
-def test_feedback_on_the_stream_brings_a_list_without_the_skipped_artist(service):
+def test_feedback_on_the_stream_brings_a_list_without_the_skipped_track(service):
     stub, client = service
     first = stub.Recommend(recommender_pb2.RecommendRequest(user_id="lastfm:7", session_id="s-fb",
                                                             mood=messages_pb2.HAPPY), timeout=30)  # fmt: skip
-    skipped = first.items[0].artist_id
-    skip = messages_pb2.Feedback(header=make_header("s-fb", "lastfm:7"), action=messages_pb2.SKIP, artist_id=skipped)
+    skipped = first.items[0].track_id
+    skip = messages_pb2.Feedback(header=make_header("s-fb", "lastfm:7"), action=messages_pb2.SKIP, track_id=skipped)
     client.xadd("emotune:feedback", encode(skip))
 
     def fresh():
         return [decode(f) for _, f in client.xrange("emotune:recommendations") if decode(f).header.session_id == "s-fb"]
 
     wait_until(lambda: fresh(), PATIENCE_S, "a fresh list after the skip")
-    assert skipped not in {i.artist_id for i in fresh()[-1].items}
+    assert skipped not in {i.track_id for i in fresh()[-1].items}

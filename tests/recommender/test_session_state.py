@@ -15,30 +15,12 @@ from emotune_common.ids import make_header
 from emotune_common.keys import session_key, user_key_pattern
 from emotune_common.labels import EMOTIONS
 from emotune_common.producer import StreamProducer
-from emotune_recommender.core import RecommenderCore
-from emotune_recommender.data import load_music
 from emotune_recommender.events import SessionMoods, emotions_handler, feedback_handler
-from emotune_recommender.model import Hyper, Recommender
 from emotune_recommender.mood import EMOTION_POINTS
 from emotune_recommender.smoothing import Smoothing
-from emotune_recommender.tracks import SpotifyConfig, TrackLookup
-
-from ..conftest import DATA_DIR
 
 START_US = 1_700_000_000_000_000
 SMOOTHING = Smoothing(time_constant_s=2.0, margin=0.1, hold=2)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    music = load_music(DATA_DIR)
-    return music, Recommender.train(music, music.plays, Hyper(epochs=2))
-
-
-@pytest.fixture
-def core(trained, aredis):
-    music, recommender = trained
-    return RecommenderCore(recommender, 1, music.artists, aredis, TrackLookup(aredis, SpotifyConfig()))
 
 
 @pytest.fixture
@@ -141,7 +123,7 @@ async def test_a_restarted_recommender_resumes_each_sessions_mood_from_redis(cor
     # feedback for a session not yet seen since the restart ranks for its persisted mood
     again = SessionMoods(SMOOTHING, aredis)
     skip = messages_pb2.Feedback(header=make_header("s", user), action=messages_pb2.SKIP,
-                                 artist_id=str(core.recommender.inputs.item_ids[0]))  # fmt: skip
+                                 track_id=str(core.space.catalogue.tracks.index[0]))  # fmt: skip
     outcome = await feedback_handler(core, again, out, k=3)([Delivery("1-0", skip, 1)])
     assert [m.mood for _, m in outcome.publish] == [messages_pb2.SAD]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from emotune_recommender.tracks import SpotifyConfig, TrackLookup, search_link
+from emotune_common.spotify_links import search_url
+from emotune_recommender.tracks import SpotifyConfig, TrackLookup
 
 from ..fakes.spotify import FakeSpotify
 
@@ -25,14 +26,14 @@ async def test_top_tracks_come_from_spotify_once_then_from_the_cache(aredis, nam
         await aredis.delete("emotune:tracks:radiohead")
 
 
-async def test_without_credentials_or_when_spotify_fails_there_is_a_search_link(aredis):
+async def test_without_credentials_or_when_spotify_fails_there_is_a_search_url(aredis):
     link, tracks = await TrackLookup(aredis, SpotifyConfig()).tracks("Sigur Rós")
-    assert (link, tracks) == (search_link("Sigur Rós"), [])
+    assert (link, tracks) == (search_url("Sigur Rós"), [])
     assert link == "https://open.spotify.com/search/Sigur%20R%C3%B3s"
     with FakeSpotify({"Björk": ["Joga"]}) as fake:
         fake.down = True
         lookup = TrackLookup(aredis, config(fake))
-        assert await lookup.tracks("Björk") == (search_link("Björk"), [])
+        assert await lookup.tracks("Björk") == (search_url("Björk"), [])
         assert not await aredis.exists("emotune:tracks:bjork")  # a failure is not cached
         unknown = await TrackLookup(aredis, config(fake)).tracks("Nobody Knows Them")
         assert unknown[1] == []

@@ -22,8 +22,8 @@ from emotune_common.keys import user_key
 from emotune_common.labels import EMOTIONS
 from emotune_common.spotify_links import embed_url, track_url
 from emotune_recommender import listener
-from emotune_recommender.catalogue import artist_link
-from emotune_recommender.mood import targets
+from emotune_recommender.catalogue import artist_link, mood_tag
+from emotune_recommender.mood import fit, targets
 from emotune_recommender.ranking import Adjustments, Pick
 from emotune_recommender.taste import TasteModel
 from emotune_recommender.tracks import TrackLookup
@@ -32,6 +32,12 @@ from emotune_recommender.trackspace import TrackSpace
 POLICIES = ("match", "uplift")
 ACTIONS = {messages_pb2.PLAY: "play", messages_pb2.LIKE: "like", messages_pb2.SKIP: "skip",
            messages_pb2.DISLIKE: "dislike"}  # fmt: skip
+#: tracks from Spotify search that joined the catalogue: track id -> artist id
+JOINED = "emotune:catalogue:joined"
+#: how many of a listener's best artists without catalogue tracks are looked up on Spotify per list
+SPOTIFY_ARTISTS = 3
+#: the popularity prior of a track whose popularity is unknown (ranking.TrackIndex: 0.9..1)
+PRIOR_UNKNOWN = 0.95
 #: a liked or picked artist's weight in a new listener's row (a Last.fm row holds log(1 + plays))
 LIKE_WEIGHT = float(np.log1p(20))
 
@@ -65,9 +71,10 @@ class Tuning:
     skip_memory_s: int = 3600
     replay_after_s: int = 3600
     lift_min_plays: int = 3  # plays measured before a lift counts
-    lift_weight: float = 1.0  # share of the measured lift added to a track's mood fit under uplift
+    lift_weight: float = 1.0  # share of the measured lift added to a track's score under uplift
     lifted_at: float = 0.1  # mean lift at which the page says "lifted your mood"
-    genre_boost: float = 0.3  # taste added to the artists of a picked genre
+    profile_weight: float = 0.8  # most taste a listener's profile in a mood adds to (or takes from) a track
+    genre_boost: float = 1.0  # taste added to the artists of a picked genre (taste is 0..1: they lead)
 
 
 class RecommenderCore:
@@ -124,7 +131,9 @@ class RecommenderCore:
             for track_id, (_, mean) in self._evidence(state).items():
                 if (position := self.space.catalogue.position(track_id)) is not None:
                     lift[position] = self.tuning.lift_weight * float(np.clip(mean, -1, 1))
-        return Adjustments(rows, lift)
+        direction, evidence = listener.profile(state.adjust, self.space.similarity.shape[1])
+        weight = self.tuning.profile_weight * min(1.0, evidence / listener.PROFILE_EVIDENCE)
+        return Adjustments(rows, lift, direction, weight)
 
     def _evidence(self, state: listener.ListenerState) -> dict[str, tuple[int, float]]:
         """The lifts with enough plays behind them: the listener's own where they have enough, else everyone's."""
@@ -149,15 +158,18 @@ class RecommenderCore:
         state = await listener.read_state(self.redis, user_id, emotion, self.tuning.skip_memory_s,
                                           self.tuning.replay_after_s)  # fmt: skip
 
-        def rank() -> list[Pick]:
+        def rank() -> tuple[list[Pick], np.ndarray]:
             taste = self._artist_taste(user_id, state)
             allowed = self.space.genre_mask(set(genres)) if genres else None
-            return self.space.index.rank(taste, targets(emotion, how, k or 10), self.tuning.mood_weight, k or 10,
-                                         self._adjustments(state, how), allowed, self._excluded(state))  # fmt: skip
+            picks = self.space.index.rank(taste, targets(emotion, how, k or 10), self.tuning.mood_weight, k or 10,
+                                          self._adjustments(state, how), allowed, self._excluded(state))  # fmt: skip
+            return picks, taste
 
-        picks = await asyncio.to_thread(rank)
+        picks, taste = await asyncio.to_thread(rank)
         evidence = self._evidence(state)
-        items = await asyncio.gather(*(self._item(p, emotion, how, evidence) for p in picks))
+        items = list(await asyncio.gather(*(self._item(p, emotion, how, evidence) for p in picks)))
+        if self.tracks.enabled and picks and not genres:
+            await self._from_spotify(items, taste, emotion, how, state)
         return messages_pb2.RecommendationSet(
             header=make_header(session_id, user_id), mood=mood, policy=POLICIES.index(how) + 1, items=items,
             model_version=str(self.version),
@@ -184,6 +196,40 @@ class RecommenderCore:
             lift=lift, lift_plays=plays, lifted=lifted, duration_ms=int(row["duration_ms"]),
             popularity=int(row["popularity"]),
         )  # fmt: skip
+
+    async def _from_spotify(self, items: list[messages_pb2.Recommendation], taste: np.ndarray, emotion: str,
+                            policy: str, state: listener.ListenerState) -> None:  # fmt: skip
+        """With Spotify credentials: the listener's best artists that the catalogue has no track of
+        bring their tracks from Spotify search (cached, TrackLookup), and each takes the place of a
+        pick it outscores. Their mood comes from the artist's mean features (Spotify no longer
+        serves audio features for tracks). They join the catalogue through a cache, so that
+        feedback on them is accepted (emotune:catalogue:joined, track id -> artist id)."""
+        goal = targets(emotion, policy, len(items))
+        w = self.tuning.mood_weight
+        lacking = self.space.lacking
+        for axis in lacking[np.argsort(-taste[lacking])[:SPOTIFY_ARTISTS]]:
+            weakest = min(range(len(items)), key=lambda i: items[i].score)
+            point = self.space.lastfm_points[axis]
+            fits = float(fit(point[None], goal[weakest])[0])
+            score = (1 - w) * float(taste[axis]) * PRIOR_UNKNOWN + w * fits
+            if score <= items[weakest].score:
+                continue
+            artist_id = str(self.space.axis_ids[axis])
+            name = self.names.get(int(artist_id), "")
+            link, found = await self.tracks.tracks(name) if name else ("", [])
+            found = [t for t in found if t.spotify_id not in state.disliked | state.skipped | state.played]
+            if not found:
+                continue
+            track = found[0]
+            await self.redis.hset(JOINED, track.spotify_id, artist_id)
+            valence, energy = (float(v) for v in (point + 1) / 2) if np.isfinite(point).all() else (0.5, 0.5)
+            items[weakest] = messages_pb2.Recommendation(
+                artist_id=artist_id, artist_name=name, score=score, taste_score=float(taste[axis]), mood_fit=fits,
+                reason=f"taste {taste[axis]:.2f}, fit to {emotion} {fits:.2f} (the artist's; from Spotify)",
+                genres=[], tracks=[track.message()], spotify_url=track.spotify_url, track_id=track.spotify_id,
+                title=track.name, mood_tag=mood_tag(valence, energy) if np.isfinite(point).all() else "",
+                valence=valence, energy=energy, embed_url=embed_url(track.spotify_id), artist_spotify_url=link,
+            )  # fmt: skip
 
     async def similar(self, artist_id: str, k: int) -> list[messages_pb2.Recommendation]:
         """Artists near one Last.fm artist in LightFM's embedding space, each with its best track."""
@@ -245,6 +291,11 @@ class RecommenderCore:
     async def feedback(self, batch: list[messages_pb2.Feedback]) -> dict[int, str]:
         """Apply feedback (listener.py). Returns {index: reason} for the entries of ``batch`` that
         could not be applied; the others are."""
+        unknown = [f.track_id for f in batch if f.track_id and self.space.catalogue.position(f.track_id) is None]
+        joined: dict[str, str] = {}
+        if unknown:  # tracks that came from Spotify
+            found = await self.redis.hmget(JOINED, unknown)
+            joined = {t: a.decode() for t, a in zip(unknown, found, strict=True) if a is not None}
         refused: dict[int, str] = {}
         plays: list[tuple[str, str, str, int, int]] = []
         now = time.time()
@@ -263,7 +314,7 @@ class RecommenderCore:
                     if f.action not in ACTIONS:
                         raise BadRequest("action must be PLAY, SKIP, LIKE, DISLIKE or GENRE_CHANGE")
                     mood = EMOTIONS[f.mood - 1] if 1 <= f.mood <= len(EMOTIONS) else "neutral"
-                    self._record(pipe, f, user, mood, now)
+                    self._record(pipe, f, user, mood, now, joined)
                 except (BadRequest, NotFound) as e:
                     refused[index] = str(e)
                     continue
@@ -275,15 +326,20 @@ class RecommenderCore:
             await listener.record_lift(self.redis, user, session, track_id, started, ended)
         return refused
 
-    def _record(self, pipe, f: messages_pb2.Feedback, user: str, mood: str, now: float) -> None:
+    def _record(self, pipe, f: messages_pb2.Feedback, user: str, mood: str, now: float,
+                joined: dict[str, str]) -> None:  # fmt: skip
         action = ACTIONS[f.action]
         if f.track_id:
             position = self.space.catalogue.position(f.track_id)
-            if position is None:
+            if position is not None:
+                artist_id = str(self.space.axis_ids[self.space.index.artist[position]])
+                similar = [str(self._ids[p]) for p in self.space.similar_tracks(position)]
+            elif f.track_id in joined:
+                artist_id, similar = joined[f.track_id], []
+            else:
                 raise NotFound(f"no track {f.track_id!r} in the catalogue")
-            artist_id = str(self.space.axis_ids[self.space.index.artist[position]])
-            similar = [str(self._ids[p]) for p in self.space.similar_tracks(position)]
-            listener.record(pipe, user, mood, action, f.track_id, artist_id, similar, now)
+            features = self.space.similarity[position] if position is not None else None
+            listener.record(pipe, user, mood, action, f.track_id, artist_id, similar, now, features)
         elif f.artist_id:  # artist-level feedback, as clients before track ids sent it
             if self.space.axis_of(f.artist_id) is None:
                 raise NotFound(f"no artist {f.artist_id!r}")

@@ -1,10 +1,14 @@
 """What a listener did, kept in Redis, and what it adds to their next list.
 
 Per listener (``emotune:user:<id>:<kind>``, so deleting a user deletes it all):
-- ``liked``, ``disliked``: track ids; ``skipped``, ``played``: track id -> when (recent ones stay out
-  of the lists for a while); ``genres``, ``artists``: what they picked to start with;
+- ``liked:<mood>``: track ids liked or played to the end in that mood (their artists join the
+  listener's row of plays for lists in that mood); ``disliked``: track ids, never again;
+  ``skipped``, ``played``: track id -> when (recent ones stay out of the lists for a while);
+  ``genres``, ``artists``: what they picked to start with;
 - ``adjust:<mood>``: a hash of taste adjustments learnt from feedback given in that mood, ``t:<track
-  id>`` and ``a:<artist id>`` -> a sum of steps, capped at +-1;
+  id>`` and ``a:<artist id>`` -> a sum of steps, capped at +-1; ``f:<i>`` -> the sum of steps times
+  the tracks' standardised audio features and ``f:w`` -> the sum of the steps' sizes: their ratio is
+  the sound the listener wants in that mood (the profile);
 - ``lift:<mood>``: this listener's implicit feedback, ``<track id>:n`` (plays measured) and
   ``<track id>:sum`` (the change of their mood over those plays).
 Across listeners, ``emotune:lift:<mood>`` holds the same figures for everyone.
@@ -28,8 +32,10 @@ from emotune_recommender.mood import EMOTION_POINTS, UPLIFT_GOAL
 
 #: taste steps per action: the track itself, its artist, tracks like it
 STEPS = {"play": 1.0, "like": 2.0, "skip": -1.0, "dislike": -2.0}
-TRACK_STEP, ARTIST_STEP, SIMILAR_STEP = 0.15, 0.05, 0.08
+TRACK_STEP, ARTIST_STEP, SIMILAR_STEP = 0.25, 0.05, 0.15
 CAP = 1.0
+#: steps of feedback after which a profile counts fully (a like is 2, a play 1)
+PROFILE_EVIDENCE = 4.0
 #: the mood before a track: this long before it began
 BEFORE_S = 30.0
 
@@ -40,7 +46,7 @@ def lift_key(mood: str) -> str:
 
 @dataclass
 class ListenerState:
-    liked: set[str] = field(default_factory=set)
+    liked: set[str] = field(default_factory=set)  # in the mood asked for
     disliked: set[str] = field(default_factory=set)
     skipped: set[str] = field(default_factory=set)  # recently
     played: set[str] = field(default_factory=set)  # recently
@@ -61,7 +67,7 @@ async def read_state(redis: aioredis.Redis, user: str, mood: str, skip_memory_s:
                      replay_after_s: float) -> ListenerState:  # fmt: skip
     now = time.time()
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.smembers(user_key(user, "liked"))
+        pipe.smembers(user_key(user, "liked", mood))
         pipe.smembers(user_key(user, "disliked"))
         pipe.zrangebyscore(user_key(user, "skipped"), now - skip_memory_s, "+inf")
         pipe.zrangebyscore(user_key(user, "played"), now - replay_after_s, "+inf")
@@ -78,10 +84,15 @@ async def read_state(redis: aioredis.Redis, user: str, mood: str, skip_memory_s:
 
 
 def record(pipe, user: str, mood: str, action: str, track_id: str, artist_id: str, similar: list[str],
-           now: float) -> None:  # fmt: skip
-    """Queue on ``pipe`` what one play, like, skip or dislike of a track changes."""
+           now: float, features: np.ndarray | None = None) -> None:  # fmt: skip
+    """Queue on ``pipe`` what one play, like, skip or dislike of a track changes (``features``: the
+    track's standardised audio features, for the profile)."""
     step = STEPS[action]
     key = user_key(user, "adjust", mood)
+    if features is not None:
+        for i, value in enumerate(features):
+            pipe.hincrbyfloat(key, f"f:{i}", float(step * value))
+        pipe.hincrbyfloat(key, "f:w", abs(step))
     pipe.hincrbyfloat(key, f"t:{track_id}", TRACK_STEP * step)
     if artist_id:
         pipe.hincrbyfloat(key, f"a:{artist_id}", ARTIST_STEP * step)
@@ -90,13 +101,20 @@ def record(pipe, user: str, mood: str, action: str, track_id: str, artist_id: st
     if action in ("play", "like"):
         pipe.zadd(user_key(user, "played"), {track_id: now})
         pipe.srem(user_key(user, "disliked"), track_id)
-        if action == "like":
-            pipe.sadd(user_key(user, "liked"), track_id)
+        pipe.sadd(user_key(user, "liked", mood), track_id)
     elif action == "skip":
         pipe.zadd(user_key(user, "skipped"), {track_id: now})
     else:
         pipe.sadd(user_key(user, "disliked"), track_id)
-        pipe.srem(user_key(user, "liked"), track_id)
+        pipe.srem(user_key(user, "liked", mood), track_id)
+
+
+def profile(adjust: dict[str, float], size: int) -> tuple[np.ndarray | None, float]:
+    """(the listener's profile in a mood, the evidence behind it: the sum of the steps' sizes)."""
+    evidence = adjust.get("f:w", 0.0)
+    if evidence <= 0:
+        return None, 0.0
+    return np.array([adjust.get(f"f:{i}", 0.0) for i in range(size)], np.float32) / evidence, evidence
 
 
 def capped(value: float) -> float:

@@ -45,17 +45,13 @@ class Recommender:
     def item_representations(self) -> tuple[np.ndarray, np.ndarray]:
         """(biases [items], vectors [items, components]) of every artist, features folded in.
 
-        Computed once: scoring a user is then one
-        matrix-vector product, as LightFM's predict would compute, without its per-call work.
+        Computed once: scoring a user is then one matrix-vector product, as LightFM's predict would
+        compute, without its per-call work.
         """
         if self._items is None:
             biases, vectors = self.model.get_item_representations(self.inputs.item_features)
             self._items = (biases.astype(np.float32), vectors.astype(np.float32))
         return self._items
-
-    def raw_scores(self, user_vector: np.ndarray, user_bias: float) -> np.ndarray:
-        biases, vectors = self.item_representations()
-        return vectors @ user_vector + biases + user_bias
 
     def user_vector(self, user: int) -> np.ndarray:
         """A user's (inner id) LightFM vector, from their own row of the user features."""

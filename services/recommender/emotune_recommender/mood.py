@@ -55,10 +55,11 @@ def targets(emotion: str, policy: str, k: int) -> np.ndarray:
 
 
 def fit(points: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """0..1: 1 inside REGION_RADIUS of the target, falling off with distance; 0.5 for unknown points."""
-    distance = np.linalg.norm(points - target, axis=-1)
+    """0..1: 1 inside REGION_RADIUS of the target, falling off with distance; 0.5 for unknown points.
+    (Inside the radius the fall-off formula exceeds 1, and the clip makes it 1.)"""
+    delta = np.asarray(points) - np.asarray(target)
+    distance = np.hypot(delta[..., 0], delta[..., 1])
     score = np.clip(1 - (distance - REGION_RADIUS) / (2 * np.sqrt(2) - REGION_RADIUS), 0, 1)
-    score = np.where(distance <= REGION_RADIUS, 1.0, score)
     return np.where(np.isnan(distance), 0.5, score)
 
 

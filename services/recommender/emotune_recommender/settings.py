@@ -30,7 +30,7 @@ class RecommenderSettings(ServiceSettings):
     skip_memory_s: int = Field(3600, ge=0, description="How long a skipped track stays out of a user's lists")
     replay_after_s: int = Field(3600, ge=0, description="How long a track played to the end stays out of them")
     lift_min_plays: int = Field(3, ge=1, description="Plays measured before a track's mood lift is used")
-    lift_weight: float = Field(1.0, ge=0, le=2, description="Share of a measured lift added to the mood fit (uplift)")
+    lift_weight: float = Field(1.0, ge=0, le=2, description="Share of a measured lift added to the score (uplift)")
     recommendations_maxlen: int = Field(10_000, ge=1)
     spotipy_client_id: str = Field("", validation_alias="SPOTIPY_CLIENT_ID")
     spotipy_client_secret: str = Field("", validation_alias="SPOTIPY_CLIENT_SECRET")

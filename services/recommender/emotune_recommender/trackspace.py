@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from emotune_recommender.catalogue import Catalogue
 from emotune_recommender.data import AUDIO_FEATURES
 from emotune_recommender.features import BUCKETS
-from emotune_recommender.mood import quadrant
+from emotune_recommender.mood import quadrant, track_points
 from emotune_recommender.ranking import TrackIndex
 from emotune_recommender.taste import TasteModel, blend
 
@@ -62,6 +62,7 @@ class TrackSpace:
     similarity: np.ndarray  # [tracks, features] standardised audio features
     genre_rows: dict[str, np.ndarray]  # genre -> rows of its tracks
     axis_by_id: dict[str, int]
+    lastfm_points: np.ndarray  # [Last.fm artists, 2] their mean valence-arousal point, NaN where unknown
 
     @classmethod
     def build(cls, catalogue: Catalogue, taste: TasteModel, artists: pd.DataFrame) -> TrackSpace:
@@ -82,14 +83,16 @@ class TrackSpace:
         values = tracks[list(SIMILARITY_FEATURES)].astype(float)
         values = (values - values.mean()) / values.std().replace(0, 1)
         axis_ids = np.concatenate([lastfm_ids.astype(str), novel.to_numpy(str)])
+        means = artists.loc[lastfm_ids]
         genres: dict[str, list[int]] = {}
         for row, names in enumerate(tracks["genres"]):
             for name in names:
                 genres.setdefault(name, []).append(row)
-        return cls(catalogue, TrackIndex(axis, catalogue.points, tracks["popularity"].to_numpy(), len(axis_ids)),
-                   len(lastfm_ids), novel_biases, novel_vectors, axis_ids, values.fillna(0).to_numpy(np.float32),
-                   {g: np.array(rows) for g, rows in genres.items()},
-                   {a: i for i, a in enumerate(axis_ids)})  # fmt: skip
+        similarity = values.fillna(0).to_numpy(np.float32)
+        index = TrackIndex(axis, catalogue.points, tracks["popularity"].to_numpy(), len(axis_ids), similarity)
+        return cls(catalogue, index, len(lastfm_ids), novel_biases, novel_vectors, axis_ids, similarity,
+                   {g: np.array(rows) for g, rows in genres.items()}, {a: i for i, a in enumerate(axis_ids)},
+                   track_points(means["valence"].to_numpy(), means["energy"].to_numpy()))  # fmt: skip
 
     @cached_property
     def artists_table(self) -> pd.DataFrame:
@@ -123,6 +126,12 @@ class TrackSpace:
         full = np.concatenate([z, novel]).astype(np.float32)
         low, high = float(full.min()), float(full.max())
         return (full - low) / (high - low) if high > low else np.zeros_like(full)
+
+    @cached_property
+    def lacking(self) -> np.ndarray:
+        """Axis positions of the Last.fm artists the catalogue has no track of."""
+        counts = np.diff(self.index.starts)[: self.lastfm_artists]
+        return np.flatnonzero(counts == 0)
 
     def similar_tracks(self, track: int, n: int = 8) -> np.ndarray:
         """The ``n`` tracks nearest to ``track`` by their audio features (itself excluded)."""
