@@ -1,5 +1,6 @@
-// emotune's web page, the entry point: sign in with an API key, open a session (the newest one, or
-// the camera's), and wire the modules together. Native ES modules, no framework, no build step.
+// emotune's web page, the entry point: sign in with an API key, open a session (the newest one, the
+// camera's, or a new listener's first), and wire the modules together. Native ES modules, no
+// framework, no build step.
 
 import { api, current, onUnauthorized, userPath } from "./api.js";
 import { initCamera, stopCamera } from "./camera.js";
@@ -7,9 +8,10 @@ import { drawChart, initChart, resetChart } from "./chart.js";
 import { $ } from "./dom.js";
 import { closeLive, connectLive, initEvents } from "./events.js";
 import { loadHistory, loadMood, onEmotion, resetMood, showMood } from "./mood.js";
-import { initPlaylist, loadRecommendations, onRecommendationsEvent, resetPlaylist } from "./playlist.js";
+import { initPlaylist, loadRecommendations, onRecommendationsEvent, resetPlaylist, stopMusic } from "./playlist.js";
 import { initSpotify, loadSpotify } from "./spotify.js";
 import { fail, initStatus, say } from "./status.js";
+import { initTaste, resetTaste, showTaste } from "./taste.js";
 
 const KEY_STORE = "emotune.key";
 const REFUSED = "Your API key was not accepted: sign in again.";
@@ -50,7 +52,10 @@ async function signIn(key) {
 
 function signOut(message) {
   stopCamera({ endSession: true, quiet: true });
+  stopMusic();
   resetSession();
+  resetTaste();
+  showTaste(false);
   current.key = null;
   current.uid = null;
   storeKey(null);
@@ -85,11 +90,13 @@ function keyFromUrl() {
 
 // ---------------------------------------------------------------- sessions
 
-/** Show the newest session (its mood, history and playlist) until the camera starts a new one. */
+/** Show the newest session (its mood, history and playlist) until the camera starts a new one; a
+ * listener with none yet is new here, and sees the taste search first. */
 async function resumeLatestSession() {
   try {
     const list = await api("GET", userPath("/sessions"));
     if (list.length && !current.sid) useSession(list[0].id, false);
+    if (!list.length) showTaste(true);
   } catch (e) {
     fail(`Could not list your sessions: ${e.message}`);
   }
@@ -112,6 +119,7 @@ function useSession(sid, own) {
     current.sid = sid;
   }
   current.own = own;
+  showTaste(false); // a listener with a session has music coming: the search folds away (one click opens it)
   $("session-label").textContent = `\u00b7 session ${sid.slice(0, 8)}`;
   $("session-label").title = sid;
   connectLive();
@@ -119,6 +127,20 @@ function useSession(sid, own) {
   if (!own) {
     loadHistory();
     loadMood(true);
+  }
+}
+
+/** The taste was saved: its first list, in the session on show, or in a new one without a camera. */
+async function tasteSaved() {
+  if (current.sid) {
+    await loadRecommendations();
+    return;
+  }
+  try {
+    const session = await api("POST", userPath("/sessions"), { json: { source: "upload" } });
+    useSession(session.id, true);
+  } catch (e) {
+    fail(`Could not start a session: ${e.message}`);
   }
 }
 
@@ -134,10 +156,12 @@ function onEvent(event) {
 async function deleteData() {
   if (!confirm("Delete all your sessions, moods, feedback and Spotify connection? Your account stays.")) return;
   stopCamera({ endSession: false, quiet: true });
+  stopMusic();
   resetSession();
   try {
     const report = await api("DELETE", userPath("/data"));
     say(`Deleted: ${report.deleted_keys} records and ${report.deleted_stream_entries} stream entries.`, "ok");
+    showTaste(true); // nothing known of the listener now: start again from their taste
   } catch (e) {
     fail(`Delete failed: ${e.message}`);
   }
@@ -159,6 +183,7 @@ function init() {
     refusedKey: () => signOut(REFUSED),
   });
   initPlaylist();
+  initTaste({ onSaved: tasteSaved });
   initSpotify();
   onUnauthorized(() => signOut(REFUSED));
   $("signin-form").addEventListener("submit", (e) => {

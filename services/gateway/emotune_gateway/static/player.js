@@ -1,64 +1,210 @@
-// The player: the row selected to play, Spotify's embedded player for it (while the player toggle
-// is on), and playing it: "play" feedback, and the listener's own Spotify device when connected.
+// The player: ONE embedded Spotify player for the track playing, its now-playing line and buttons.
+//
+// Where the browser reaches Spotify, its iFrame API (https://open.spotify.com/embed/iframe-api/v1)
+// drives the embed: one controller loads each track (loadUri, play), and its playback_update events
+// ({isPaused, position, duration}) tell when a track has ended. Where that script does not load
+// (offline, blocked, or the browser tests, which have no network) the player is a plain iframe on the
+// track's embed_url, and where the track's duration_ms is known a timer stands for its end.
+//
+// For tests and styles the element #player carries the state: data-state (idle | playing | paused |
+// ended: the last track ended and nothing came next), data-track-id, data-mode (api | iframe) and
+// data-started-at-us. To say "the track ended" without Spotify, call window.emotune.player.ended(),
+// or dispatch the DOM event "emotune:ended" on #player; window.emotune.player.state() reads the state.
+//
+// What plays next, and the feedback, are the playlist's: it passes them in as hooks (initPlayer).
 
-import { api, sendFeedback, userPath } from "./api.js";
 import { $, h, spotifyHref } from "./dom.js";
-import { spotifyConnected } from "./spotify.js";
-import { fail, say } from "./status.js";
 
-let selected = null;
-let changed = () => {};
+const API_SRC = "https://open.spotify.com/embed/iframe-api/v1";
+const API_WAIT_MS = 8_000; // a script that has not arrived by then is taken as failed (it may still come)
+const EMBED_HEIGHT = 80;
+const TRACK_ID = /^[A-Za-z0-9]+$/; // Spotify's are 22 characters; any such id makes a safe URI
 
-export const selectedItem = () => selected;
-export const isSelected = (item) => selected !== null && item.artist_id === selected.artist_id;
-export const trackOf = (item) => ((item.tracks || [])[0] || {}).spotify_id || "";
+let iframeApi = null; // Spotify's IFrameAPI object, once its script has run
+let apiStatus = "loading"; // loading | ready | failed (a late script still makes it ready)
+let controller = null; // the iFrame API's controller of the embed in #player-embed
+let mounts = 0; // the number of the embed in #player-embed: a controller made for an older one is dropped
+let track = null; // the item playing, or last played
+let state = "idle";
+let mode = "";
+let startedAtUs = 0;
+let heard = false; // the embed reported this track playing (so a pause at 0 afterwards is its end)
+let finished = false; // this track's end was handled (the end is handled once)
+let endTimer = null;
+let hooks = { ended: () => {}, skip: () => {}, like: () => {}, dislike: () => {}, liked: () => false };
 
-/** Nothing selected (the item was skipped, or the session changed). */
-export function deselect() {
-  selected = null;
+const nowUs = () => Date.now() * 1000;
+
+/** Whether an item can be played here: it has a Spotify track id and embed. */
+export const playable = (item) => Boolean(item && TRACK_ID.test(item.track_id || "") && embedOf(item));
+
+/** The item playing (or paused), else null. */
+export const playing = () => (state === "playing" || state === "paused" ? track : null);
+
+function embedOf(item) {
+  return spotifyHref(item.embed_url) || (TRACK_ID.test(item.track_id || "")
+    ? `https://open.spotify.com/embed/track/${item.track_id}` : null);
 }
 
-/** The embedded player of ``item``, if it is the one selected and the player is on. */
-export function embedFor(item) {
-  const first = (item.tracks || [])[0];
-  if (!isSelected(item) || !$("player-toggle").checked || !first || !spotifyHref(first.embed_url)) return null;
-  return h("iframe", {
-    className: "embed", src: first.embed_url, loading: "lazy", title: `Spotify player: ${first.name}`,
-    allow: "autoplay; clipboard-write; encrypted-media; picture-in-picture", height: 80,
-  });
+function setState(next) {
+  state = next;
+  render();
 }
 
-export async function play(item) {
-  selected = item;
-  const track = trackOf(item);
-  if (track && !$("player-toggle").checked && !spotifyConnected()) $("player-toggle").checked = true;
-  changed();
+/** The now-playing line, the buttons and the data- attributes, from the state (the stylesheet hides
+ * an idle player). */
+export function render() {
+  const box = $("player");
+  box.dataset.state = state;
+  box.dataset.trackId = track ? track.track_id : "";
+  box.dataset.mode = track ? mode : "";
+  box.dataset.startedAtUs = playing() ? String(startedAtUs) : "";
+  $("player-state").textContent = { idle: "", playing: "Now playing", paused: "Paused", ended: "Played" }[state];
+  $("player-title").textContent = track && state !== "idle" ? track.title || "" : "";
+  $("player-artist").textContent = track && state !== "idle" ? track.artist_name || "" : "";
+  const on = playing() !== null;
+  for (const id of ["player-skip", "player-like", "player-dislike"]) $(id).disabled = !on;
+  const liked = on && hooks.liked(track);
+  const like = $("player-like");
+  like.classList.toggle("on", liked);
+  like.setAttribute("aria-pressed", String(liked));
+  like.querySelector(".icon").textContent = liked ? "\u2665" : "\u2661";
+}
+
+/** Play ``item`` now, in place of whatever plays. */
+export function play(item) {
+  if (!playable(item)) return;
+  clearTimeout(endTimer);
+  track = item;
+  heard = false;
+  finished = false;
+  startedAtUs = nowUs();
+  state = "playing";
+  if (iframeApi) mountController(item);
+  else mountIframe(item);
+  render();
+}
+
+/** Nothing plays: the embed goes. */
+export function stop() {
+  clearTimeout(endTimer);
+  if (controller) {
+    try {
+      controller.pause();
+    } catch {
+      /* the embed is going anyway */
+    }
+  }
+  controller = null;
+  mounts++;
+  $("player-embed").replaceChildren();
+  track = null;
+  setState("idle");
+}
+
+/** The track playing has ended (the embed said so, its timer ran out, or a test says so): the
+ * playlist sends "play" and starts the next one. Handled once per track. */
+export function ended() {
+  if (!playing() || finished) return;
+  finished = true;
+  clearTimeout(endTimer);
+  const done = track;
+  const began = startedAtUs;
+  setState("ended");
+  hooks.ended(done, began);
+}
+
+function mountIframe(item) {
+  mode = "iframe";
+  controller = null;
+  mounts++;
+  $("player-embed").replaceChildren(h("iframe", {
+    className: "embed", src: embedOf(item), title: `Spotify player: ${item.title} by ${item.artist_name}`,
+    allow: "autoplay; clipboard-write; encrypted-media; fullscreen; picture-in-picture",
+    height: EMBED_HEIGHT, width: "100%",
+  }));
+  if (item.duration_ms > 0) endTimer = setTimeout(ended, item.duration_ms);
+}
+
+const uriOf = (item) => `spotify:track:${item.track_id}`;
+
+function mountController(item) {
+  mode = "api";
+  const holder = $("player-embed");
+  if (controller && holder.querySelector("iframe")) {
+    try {
+      controller.loadUri(uriOf(item));
+      controller.play();
+      return;
+    } catch {
+      controller = null; // a broken controller: make a new one
+    }
+  }
+  const spot = h("div");
+  holder.replaceChildren(spot);
+  const mine = ++mounts;
   try {
-    await sendFeedback("play", { artist_id: item.artist_id, track_id: track });
-  } catch (e) {
-    fail(`Play failed: ${e.message}`);
+    iframeApi.createController(spot, { uri: uriOf(item), width: "100%", height: EMBED_HEIGHT }, (made) => {
+      if (mine !== mounts) return; // the player moved on to a plain embed, or stopped
+      controller = made;
+      made.addListener("playback_update", onUpdate);
+      made.addListener("ready", () => { if (playing()) made.play(); });
+      if (track && track !== item) made.loadUri(uriOf(track)); // another play came in meanwhile
+      made.play();
+    });
+  } catch {
+    mountIframe(item); // the API is there but does not work: the plain embed will
+  }
+}
+
+/** A playback_update of the embed: playing or paused, and the end of the track. */
+function onUpdate(event) {
+  const data = (event && (event.data || event.payload)) || {};
+  if (!playing() || finished) return;
+  const position = Number(data.position) || 0;
+  const duration = Number(data.duration) || 0;
+  if (!data.isPaused && position > 0 && !heard) {
+    heard = true;
+    startedAtUs = nowUs() - Math.round(position * 1000); // when it really began
+  }
+  const over = heard && duration > 0
+    && (position >= duration || (data.isPaused && (position === 0 || duration - position < 1000)));
+  if (over) {
+    ended();
     return;
   }
-  if (spotifyConnected() && track) {
-    try {
-      await api("POST", userPath("/spotify/play"), { json: { track_id: track } });
-      say(`Playing ${item.artist_name} on your Spotify device.`, "ok");
-    } catch (e) {
-      fail(`Spotify: ${e.message}`);
-    }
-  } else if (!track) {
-    say(`No track of ${item.artist_name} on Spotify: open the artist's link.`);
-  } else if ($("player-toggle").checked) {
-    say(`Playing ${item.artist_name} in the player.`);
-  }
+  if (heard) setState(data.isPaused ? "paused" : "playing");
 }
 
-/** ``onChange()`` redraws the list when the selection or the toggle changes; turning the player on
- * with nothing selected selects ``first()``. */
-export function initPlayer({ onChange, first }) {
-  changed = onChange;
-  $("player-toggle").addEventListener("change", () => {
-    if ($("player-toggle").checked && !selected) selected = first();
-    changed();
-  });
+function loadIframeApi() {
+  window.onSpotifyIframeApiReady = (IFrameAPI) => {
+    iframeApi = IFrameAPI; // from the next play on, even if it came late
+    apiStatus = "ready";
+  };
+  const script = h("script", { src: API_SRC, async: true });
+  const giveUp = () => {
+    if (!iframeApi) apiStatus = "failed";
+  };
+  script.addEventListener("error", giveUp);
+  setTimeout(giveUp, API_WAIT_MS);
+  document.head.append(script);
+}
+
+/** ``ended(item, startedAtUs)``: a track played to its end; ``skip(item)``, ``like(item)``,
+ * ``dislike(item)``: the buttons, for the track playing; ``liked(item)``: whether it is liked. */
+export function initPlayer(given) {
+  hooks = { ...hooks, ...given };
+  $("player-skip").addEventListener("click", () => { if (playing()) hooks.skip(track); });
+  $("player-like").addEventListener("click", () => { if (playing()) hooks.like(track); });
+  $("player-dislike").addEventListener("click", () => { if (playing()) hooks.dislike(track); });
+  $("player").addEventListener("emotune:ended", ended);
+  window.emotune = {
+    ...window.emotune,
+    player: {
+      ended,
+      state: () => ({ state, trackId: track ? track.track_id : null, mode, api: apiStatus }),
+    },
+  };
+  loadIframeApi();
+  render();
 }

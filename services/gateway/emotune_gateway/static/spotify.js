@@ -1,6 +1,5 @@
 // The listener's Spotify account: connect (OAuth in another tab), save the playlist, disconnect.
-// Playing needs none of it (the embed plays without an account); connected, play and skip also
-// reach the listener's own Spotify device.
+// Playing needs none of it: the page's embedded player plays without an account.
 
 import { api, current, userPath } from "./api.js";
 import { $, h, spotifyHref } from "./dom.js";
@@ -9,7 +8,7 @@ import { fail, say } from "./status.js";
 let status = null; // the gateway's answer: {configured, connected, display_name}
 let watch = null;
 
-export const spotifyConnected = () => Boolean(status && status.connected);
+const spotifyConnected = () => Boolean(status && status.connected);
 
 export async function loadSpotify() {
   const box = $("spotify");
@@ -30,7 +29,7 @@ export async function loadSpotify() {
   const line = $("spotify-status");
   if (!s.configured) line.textContent = "Spotify is not set up on this server.";
   else if (s.connected) line.textContent = `Connected${s.display_name ? ` as ${s.display_name}` : ""}.`;
-  else line.textContent = "Not connected: connect to save playlists and play on your devices.";
+  else line.textContent = "Not connected: connect to save the playlist in your Spotify account.";
   $("spotify-connect").hidden = !s.configured || s.connected;
   $("spotify-save").hidden = !s.connected;
   $("spotify-disconnect").hidden = !s.connected;
