@@ -68,10 +68,12 @@ def fake_camera(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory, model_server) -> Iterator[EmotuneSystem]:
-    """Every service as a process over private Redis servers, the gateway on a free port."""
+def system(tmp_path_factory, model_server, recommender_models) -> Iterator[EmotuneSystem]:
+    """Every service as a process over private Redis servers, the gateway on a free port; the
+    recommender loads the session's model (training one takes minutes on a busy machine)."""
     with catalogue_spotify() as spotify:
-        running = EmotuneSystem(tmp_path_factory.mktemp("system"), model_server=model_server.target, spotify=spotify)
+        running = EmotuneSystem(tmp_path_factory.mktemp("system"), model_server=model_server.target, spotify=spotify,
+                                recommender_models=recommender_models)  # fmt: skip
         try:
             yield running.start()
         finally:

@@ -54,7 +54,7 @@ class EmotuneSystem(System):
         return super().start_gateway(EMOTUNE_SPOTIFY_AUTHORIZE_URL=self.spotify.authorize_url, **env)
 
     def start(self, within: float = PATIENCE_S) -> EmotuneSystem:
-        """Start every service at once, then wait until each answers (the recommender trains first)."""
+        """Start every service at once, then wait until each answers."""
         self.start_redis()
         self.start_recommender()
         self.start_capture(EMOTUNE_CAPTURE_UPLOADS="true", EMOTUNE_CAPTURE_SOURCES="")

@@ -59,6 +59,7 @@ OWNED_ROUTES = [
     ("get", "/v1/users/{other}/sessions/{sid}/mood/history", {}),
     ("get", "/v1/users/{other}/sessions/{sid}/recommendations", {}),
     ("post", "/v1/users/{other}/sessions/{sid}/feedback", {"json": {"action": "skip", "artist_id": "89"}}),
+    ("put", "/v1/users/{other}/taste", {"json": {"genres": ["rock"]}}),
     ("get", "/v1/users/{other}/events", {}),
     ("delete", "/v1/users/{other}/data", {}),
     ("delete", "/v1/users/{other}", {}),
@@ -229,12 +230,20 @@ def test_recommendations_feedback_and_genre(client, users, stack):
     assert first.status_code == 200, first.text
     body = first.json()
     assert len(body["items"]) == 8 and body["mood"] == "neutral" and body["policy"] == "uplift"
-    assert all(i["spotify_url"].startswith("https://open.spotify.com/") for i in body["items"])
-    skipped = body["items"][0]["artist_id"]
-    r = client.post(f"{base}/feedback", json={"action": "skip", "artist_id": skipped}, headers=alice.headers)
+    for item in body["items"]:  # tracks that play with no credentials
+        assert item["spotify_url"] == f"https://open.spotify.com/track/{item['track_id']}"
+        assert item["embed_url"] == f"https://open.spotify.com/embed/track/{item['track_id']}"
+        assert item["title"] and item["artist_name"] and item["mood_tag"] and "taste" in item["reason"]
+        assert item["tracks"][0]["spotify_id"] == item["track_id"]
+    skipped = body["items"][0]["track_id"]
+    r = client.post(f"{base}/feedback", json={"action": "skip", "track_id": skipped}, headers=alice.headers)
     assert r.status_code == 202 and r.json()["applied"] is True
     again = client.get(f"{base}/recommendations?k=8&policy=uplift", headers=alice.headers).json()
-    assert skipped not in {i["artist_id"] for i in again["items"]}
+    assert skipped not in {i["track_id"] for i in again["items"]}
+    played = again["items"][0]["track_id"]
+    r = client.post(f"{base}/feedback", json={"action": "play", "track_id": played, "started_at_us": 1},
+                    headers=alice.headers)  # fmt: skip
+    assert r.status_code == 202
 
     rock = client.get(f"{base}/recommendations?k=5&genre=rock", headers=alice.headers).json()
     assert rock["items"] and all(any("rock" in g for g in i["genres"]) for i in rock["items"])
@@ -244,8 +253,10 @@ def test_recommendations_feedback_and_genre(client, users, stack):
     for query, status in [("k=0", 422), ("k=101", 422), ("policy=loud", 422), ("mood=bored", 422)]:
         assert client.get(f"{base}/recommendations?{query}", headers=alice.headers).status_code == status, query
     for payload, status in [
+        ({"action": "like", "track_id": "0" * 22}, 404),
         ({"action": "like", "artist_id": "999999999"}, 404),
         ({"action": "like"}, 422),
+        ({"action": "play", "track_id": played, "started_at_us": -1}, 422),
         ({"action": "genre_change"}, 422),
         ({"action": "shout", "artist_id": "89"}, 422),
     ]:
@@ -328,12 +339,37 @@ def test_feedback_is_followed_by_a_fresh_set_on_the_event_stream(client, users):
     base = f"/v1/users/{alice.id}/sessions/{session['id']}"
     first = client.get(f"{base}/recommendations", headers=alice.headers).json()["items"]
     with client.websocket_connect(f"/v1/users/{alice.id}/events/ws?key={alice.key}&types=recommendations") as ws:
-        skipped = first[0]["artist_id"]
-        r = client.post(f"{base}/feedback", json={"action": "skip", "artist_id": skipped}, headers=alice.headers)
+        skipped = first[0]["track_id"]
+        r = client.post(f"{base}/feedback", json={"action": "skip", "track_id": skipped}, headers=alice.headers)
         assert r.json()["applied"]
         fresh = json.loads(ws.receive_text())
     assert fresh["session_id"] == session["id"] and len(fresh["data"]["items"]) == 10
-    assert skipped not in {i["artist_id"] for i in fresh["data"]["items"]}
+    assert skipped not in {i["track_id"] for i in fresh["data"]["items"]}
+
+
+def test_a_new_listener_searches_the_catalogue_and_picks_a_first_taste(client, users):
+    alice = users("alice")
+    found = client.get("/v1/catalogue/search?q=radiohead&limit=3", headers=alice.headers)
+    assert found.status_code == 200, found.text
+    radiohead = found.json()["artists"][0]
+    assert radiohead["name"] == "Radiohead" and radiohead["tracks"] >= 1
+    genres = client.get("/v1/catalogue/search?q=jazz", headers=alice.headers).json()["genres"]
+    assert genres and all("jazz" in g["name"] and g["tracks"] > 0 for g in genres)
+    picks = {"genres": ["alternative rock"], "artist_ids": [radiohead["artist_id"]]}
+    r = client.put(f"/v1/users/{alice.id}/taste", json=picks, headers=alice.headers)
+    assert r.status_code == 200 and r.json() == picks
+    session = start(client, alice)
+    first = client.get(f"/v1/users/{alice.id}/sessions/{session['id']}/recommendations", headers=alice.headers)
+    items = first.json()["items"]
+    assert sum("alternative rock" in i["genres"] for i in items) >= 6, [i["genres"] for i in items]
+    for path, body, code in [
+        (f"/v1/users/{alice.id}/taste", {"genres": ["no such genre"]}, 404),
+        (f"/v1/users/{alice.id}/taste", {"artist_ids": ["x:nobody"]}, 404),
+        (f"/v1/users/{alice.id}/taste", {"genres": ["g"] * 21}, 422),
+    ]:
+        assert client.put(path, json=body, headers=alice.headers).status_code == code, (path, body)
+    assert client.get("/v1/catalogue/search?q=", headers=alice.headers).status_code == 422
+    assert client.get("/v1/catalogue/search?q=x").status_code == 401
 
 
 def test_cors_follows_the_setting(stack):

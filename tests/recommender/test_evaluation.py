@@ -4,6 +4,7 @@ figures as JSON; bad files get a clear error."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -18,8 +19,10 @@ pytestmark = pytest.mark.slow
 
 
 def evaluate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emotune_recommender.evaluate", "--data-dir", str(DATA_DIR), *args],
+    done = subprocess.run([sys.executable, "-m", "emotune_recommender.evaluate", "--data-dir", str(DATA_DIR), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)  # fmt: skip
+    done.stderr = " ".join(re.sub(r"[│╭╮╰╯─]", " ", done.stderr).split())  # typer's error box, unwrapped
+    return done
 
 
 def test_a_split_from_files_scores_every_model_and_the_service_leads(tmp_path):

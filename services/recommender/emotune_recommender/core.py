@@ -183,13 +183,14 @@ class RecommenderCore:
         plays, lift = evidence.get(track_id, (0, 0.0))
         lifted = plays >= self.tuning.lift_min_plays and lift >= self.tuning.lifted_at
         way = "the way from " if policy == "uplift" else ""
-        reason = f"taste {pick.taste:.2f}, fit to {way}{emotion} {pick.mood_fit:.2f}"
+        taste = min(max(pick.taste, 0.0), 1.0)  # feedback can take it past either end; shown within 0..1
+        reason = f"taste {taste:.2f}, fit to {way}{emotion} {pick.mood_fit:.2f}"
         if lifted:
             reason += f", lifted listeners' mood in {plays} plays"
         link = track_url(track_id)
         track = messages_pb2.Track(spotify_id=track_id, name=row["title"], spotify_url=link)
         return messages_pb2.Recommendation(
-            artist_id=artist_id, artist_name=row["artist"], score=pick.score, taste_score=pick.taste,
+            artist_id=artist_id, artist_name=row["artist"], score=pick.score, taste_score=taste,
             mood_fit=pick.mood_fit, reason=reason, genres=row["genres"], tracks=[track], spotify_url=link,
             track_id=track_id, title=row["title"], mood_tag=row["mood_tag"], valence=row["valence"],
             energy=row["energy"], embed_url=embed_url(track_id), artist_spotify_url=artist_link(row),

@@ -25,7 +25,7 @@ import numpy as np
 
 from emotune_recommender.mood import fit
 
-FIRST_ARTISTS = 64
+FIRST_ARTISTS = 16
 
 
 @dataclass

@@ -32,7 +32,7 @@ log = get_logger("emotune.recommender.taste")
 
 MODELS = ("lightfm", "item-kNN", "user-kNN", "EASE", "popularity")
 WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
-EASE_L2_GRID = (50.0, 100.0, 200.0, 400.0)
+EASE_L2_GRID = (100.0, 300.0)
 K = 10
 DEFAULT_HYPER = Hyper()
 
@@ -160,7 +160,7 @@ class TasteModel:
         return self.components.lightfm
 
     @classmethod
-    def train(cls, music: MusicData, plays: pd.DataFrame, hyper: Hyper = DEFAULT_HYPER, validation_users: int = 600,
+    def train(cls, music: MusicData, plays: pd.DataFrame, hyper: Hyper = DEFAULT_HYPER, validation_users: int = 1000,
               seed: int = 42, progress: Callable[[str], None] = lambda _: None) -> TasteModel:  # fmt: skip
         inputs = build_inputs(music)
         fit_plays, held_plays = split_per_user(plays, seed=seed + 1)
