@@ -1,7 +1,8 @@
 """The web page end to end, in real headless Chromium with a fake camera playing the sample video,
 against every service running as a process: sign in, camera, live mood, the playlist of tracks and
 its player (play, skip, like, dislike, a track's end, a new list that leaves the track playing alone),
-a new listener's first list, Spotify, deleting my data. Screenshots go to tests/browser/artifacts/.
+a new listener's first list, Spotify (playing on the listener's own device too), deleting my data.
+Screenshots go to tests/browser/artifacts/.
 
 The tests have no network: open.spotify.com is answered here (see :func:`offline_spotify`), so the
 page's player falls back to a plain embed, and the tests say "the track ended" through the page's hook
@@ -107,6 +108,30 @@ def expect_playing(page, track_id: str) -> None:
     expect(player).to_have_attribute("data-mode", "iframe")  # the iFrame API did not load: the plain embed
     expect(page.locator("iframe")).to_have_count(1)  # one player on the page, no other
     expect(page.locator(EMBED)).to_have_attribute("src", f"https://open.spotify.com/embed/track/{track_id}")
+    expect(page.locator(f"{ROWS}.playing")).to_have_attribute("data-track-id", track_id, timeout=PATIENCE_MS)
+
+
+def player_command(page, system: EmotuneSystem, seen: int) -> dict:
+    """The fake Spotify's player command after the first ``seen``, once it comes."""
+    deadline = time.monotonic() + PATIENCE_S
+    while len(system.spotify.player) <= seen and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(system.spotify.player) > seen, "no player command reached Spotify"
+    return system.spotify.player[seen]
+
+
+def expect_on_device(page, system: EmotuneSystem, track_id: str, seen: int) -> None:
+    """``track_id`` plays on the listener's Spotify device: Spotify was told, the page has no embed."""
+    from playwright.sync_api import expect
+
+    assert player_command(page, system, seen) == {"user": "fakeuser", "action": "play",
+                                                  "uris": [f"spotify:track:{track_id}"]}  # fmt: skip
+    player = page.locator(PLAYER)
+    expect(player).to_have_attribute("data-track-id", track_id, timeout=PATIENCE_MS)
+    expect(player).to_have_attribute("data-state", "playing")
+    expect(player).to_have_attribute("data-mode", "device")
+    expect(page.locator("#player-embed")).to_have_text("On your Spotify device")
+    expect(page.locator("iframe")).to_have_count(0)
     expect(page.locator(f"{ROWS}.playing")).to_have_attribute("data-track-id", track_id, timeout=PATIENCE_MS)
 
 
@@ -315,6 +340,49 @@ def test_sign_in_genre_like_dislike_spotify_and_deleting_my_data(page, system: E
     expect(tab.locator("h1")).to_have_text("Spotify connected")  # the fake agrees at once
     tab.close()
     expect(page.locator("#spotify-status")).to_contain_text("Connected", timeout=PATIENCE_MS)
+
+    # connected: "Play on: this page | my Spotify device". Back to any genre, for a list to play on
+    with page.expect_response(lambda r: "/recommendations" in r.url and "genre=" not in r.url) as fresh:
+        page.get_by_label("Genre", exact=True).select_option("")
+    last = [i["track_id"] for i in fresh.value.json()["items"] if i["track_id"] != first][-1]
+    expect(page.locator(f'{ROWS}[data-track-id="{last}"]')).to_have_count(1, timeout=PATIENCE_MS)
+    expect(page.get_by_text("Play on", exact=True)).to_be_visible()
+    page.get_by_text("my Spotify device", exact=True).click()
+    expect(page.locator("#play-on-device")).to_be_checked()
+
+    # play: the track on the device (the gateway's /spotify/play, the fake Spotify's player)
+    seen = len(system.spotify.player)
+    target = track_ids(page)[0]
+    page.locator(ROWS).first.get_by_role("button", name=re.compile("^Play ")).click()
+    expect_on_device(page, system, target, seen)
+
+    # like, skip and a track's end: the same feedback as on this page, and the device plays the next
+    sent, _ = feedback(page, "like", like.click)
+    assert sent == {"action": "like", "track_id": target}
+    sent, following = feedback(page, "skip", lambda: page.evaluate(NEXT_AND, "skip"))
+    assert sent == {"action": "skip", "track_id": target}
+    assert following and following != target
+    expect_on_device(page, system, following, seen + 1)
+    began = int(page.locator(PLAYER).get_attribute("data-started-at-us"))
+    sent, after = feedback(page, "play", lambda: page.evaluate(NEXT_AND, "ended"))
+    assert sent == {"action": "play", "track_id": following, "started_at_us": began}
+    assert after and after != following
+    expect_on_device(page, system, after, seen + 2)
+    screenshots(page, "on-device")
+
+    # no active device: the gateway's reason on the status line, and the track plays on this page
+    system.spotify.active_device = False
+    try:
+        seen = len(system.spotify.player)
+        other = track_ids(page)[-1]
+        page.locator(f'{ROWS}[data-track-id="{other}"]').get_by_role("button", name=re.compile("^Play ")).click()
+        expect(page.locator("#status.error")).to_contain_text("no active Spotify device", timeout=PATIENCE_MS)
+        expect_playing(page, other)
+        expect(page.locator("#play-on-page")).to_be_checked()
+        assert len(system.spotify.player) == seen
+    finally:
+        system.spotify.active_device = True
+
     page.get_by_role("button", name="Save as playlist").click()
     expect(page.locator("#spotify-result")).to_contain_text("emotune: neutral", timeout=PATIENCE_MS)
     (made,) = system.spotify.playlists_of("fakeuser")
@@ -327,6 +395,7 @@ def test_sign_in_genre_like_dislike_spotify_and_deleting_my_data(page, system: E
     expect(page.locator(PLAYER)).to_have_attribute("data-state", "idle")  # the music stops with the data
     expect(page.locator("iframe")).to_have_count(0)
     expect(page.locator("#spotify-status")).to_contain_text("Not connected")
+    expect(page.locator("#play-on")).to_be_hidden()  # no Spotify account: this page plays
     assert api(system, key, "GET", "/v1/users/e2e-spotify/sessions") == []
 
     page.get_by_role("link", name="sign out").click()

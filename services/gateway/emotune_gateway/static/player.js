@@ -6,14 +6,21 @@
 // (offline, blocked, or the browser tests, which have no network) the player is a plain iframe on the
 // track's embed_url, and where the track's duration_ms is known a timer stands for its end.
 //
+// Where the listener chose "my Spotify device" (device.js), each track plays there instead, through
+// the gateway, and its duration_ms times its end likewise; when the device refuses (no active
+// device, no Premium, ...) the gateway's reason goes to the status line and the track plays here.
+//
 // For tests and styles the element #player carries the state: data-state (idle | playing | paused |
-// ended: the last track ended and nothing came next), data-track-id, data-mode (api | iframe) and
-// data-started-at-us. To say "the track ended" without Spotify, call window.emotune.player.ended(),
-// or dispatch the DOM event "emotune:ended" on #player; window.emotune.player.state() reads the state.
+// ended: the last track ended and nothing came next), data-track-id, data-mode (api | iframe |
+// device) and data-started-at-us. To say "the track ended" without Spotify, call
+// window.emotune.player.ended(), or dispatch the DOM event "emotune:ended" on #player;
+// window.emotune.player.state() reads the state.
 //
 // What plays next, and the feedback, are the playlist's: it passes them in as hooks (initPlayer).
 
+import { nextOnDevice, onDevice, playHere, playOnDevice } from "./device.js";
 import { $, h, spotifyHref } from "./dom.js";
+import { fail } from "./status.js";
 
 const API_SRC = "https://open.spotify.com/embed/iframe-api/v1";
 const API_WAIT_MS = 8_000; // a script that has not arrived by then is taken as failed (it may still come)
@@ -80,13 +87,15 @@ export function play(item) {
   finished = false;
   startedAtUs = nowUs();
   state = "playing";
-  if (iframeApi) mountController(item);
-  else mountIframe(item);
+  if (onDevice()) playDevice(item);
+  else mountEmbed(item);
   render();
 }
 
-/** Nothing plays: the embed goes. */
-export function stop() {
+/** Nothing plays: the embed goes. ``skipped``: the track playing was skipped, so a device playing it
+ * moves on from it too. */
+export function stop({ skipped = false } = {}) {
+  if (skipped && track && mode === "device") nextOnDevice().catch((e) => fail(`Spotify: ${e.message}`));
   clearTimeout(endTimer);
   if (controller) {
     try {
@@ -112,6 +121,27 @@ export function ended() {
   const began = startedAtUs;
   setState("ended");
   hooks.ended(done, began);
+}
+
+const mountEmbed = (item) => (iframeApi ? mountController(item) : mountIframe(item));
+
+/** ``item`` on the listener's Spotify device; where the device refuses, the reason, and the embed. */
+async function playDevice(item) {
+  mode = "device";
+  controller = null;
+  const mine = ++mounts;
+  $("player-embed").replaceChildren(h("p", { className: "on-device muted small" }, "On your Spotify device"));
+  if (item.duration_ms > 0) endTimer = setTimeout(ended, item.duration_ms);
+  try {
+    await playOnDevice(item);
+  } catch (e) {
+    if (mine !== mounts) return; // the player moved on meanwhile
+    clearTimeout(endTimer);
+    fail(`Spotify: ${e.message}. Playing it on this page.`);
+    playHere();
+    mountEmbed(item);
+    render();
+  }
 }
 
 function mountIframe(item) {

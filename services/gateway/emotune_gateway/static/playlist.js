@@ -197,7 +197,7 @@ async function drop(action, item) {
   dropped.add(item.track_id);
   if (recs) recs.items = recs.items.filter((i) => !sameTrack(i, item));
   if (next) play(next);
-  else stop();
+  else stop({ skipped: true });
   renderRecommendations();
   try {
     await feedback(action, item);

@@ -1,7 +1,9 @@
 // The listener's Spotify account: connect (OAuth in another tab), save the playlist, disconnect.
-// Playing needs none of it: the page's embedded player plays without an account.
+// Playing on this page needs none of it (the embedded player plays without an account); connected,
+// the listener may play on their own Spotify device instead (device.js).
 
 import { api, current, userPath } from "./api.js";
+import { offerDevice } from "./device.js";
 import { $, h, spotifyHref } from "./dom.js";
 import { fail, say } from "./status.js";
 
@@ -16,6 +18,7 @@ export async function loadSpotify() {
     status = await api("GET", userPath("/spotify"));
   } catch (e) {
     status = null;
+    offerDevice(false);
     if (e.status === 404) {
       box.hidden = true; // this gateway has no Spotify routes
       return;
@@ -29,10 +32,11 @@ export async function loadSpotify() {
   const line = $("spotify-status");
   if (!s.configured) line.textContent = "Spotify is not set up on this server.";
   else if (s.connected) line.textContent = `Connected${s.display_name ? ` as ${s.display_name}` : ""}.`;
-  else line.textContent = "Not connected: connect to save the playlist in your Spotify account.";
+  else line.textContent = "Not connected: connect to save the playlist and play on your Spotify devices.";
   $("spotify-connect").hidden = !s.configured || s.connected;
   $("spotify-save").hidden = !s.connected;
   $("spotify-disconnect").hidden = !s.connected;
+  offerDevice(s.connected);
 }
 
 async function connectSpotify() {
