@@ -9,7 +9,6 @@ import pandas as pd
 import scipy.sparse as sp
 from lightfm.data import Dataset
 
-from emotune_common.labels import EMOTIONS
 from emotune_recommender.data import AUDIO_FEATURES, MusicData, confidence
 from emotune_recommender.mood import quadrant
 
@@ -54,17 +53,16 @@ class Inputs:
 
 
 def build_inputs(music: MusicData, *, use_item_features: bool = True, use_friends: bool = False) -> Inputs:
-    """Every user and artist of the data, with context tokens (``emotion:<label>``) registered for
-    every user, so that feedback given in a mood can teach the model about that mood."""
+    """Every user and artist of the data. (Mood is not a LightFM feature: what a listener wants in
+    a mood is learnt from their feedback at ranking time, listener.py.)"""
     tokens = item_tokens(music.artists) if use_item_features else {}
     friend_tokens = user_tokens(music.friends if use_friends else None)
-    context = [f"emotion:{e}" for e in EMOTIONS]
     dataset = Dataset()
     users = sorted(set(music.plays["user_id"]) | set(music.friends["user_id"]))
     dataset.fit(
         users=users,
         items=music.artists.index,
-        user_features=sorted({t for ts in friend_tokens.values() for t in ts} | set(context)),
+        user_features=sorted({t for ts in friend_tokens.values() for t in ts}),
         item_features=sorted({t for ts in tokens.values() for t in ts}),
     )
     item_features = dataset.build_item_features(((a, ts) for a, ts in tokens.items()), normalize=True)
