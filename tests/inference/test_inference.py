@@ -161,3 +161,65 @@ def test_a_worker_does_not_import_tensorflow():
     code = "import sys, emotune_inference.__main__; print('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def _served(server) -> dict[int, str]:
+    """The model server's states of emotion_cnn's versions."""
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "emotion_cnn"
+    with server.channel() as channel:
+        reply = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+    return {v.version: get_model_status_pb2.ModelVersionStatus.State.Name(v.state) for v in reply.model_version_status}
+
+
+@pytest.mark.slow
+async def test_a_running_system_moves_to_a_new_version_and_back_without_a_restart(redis_server, tmp_path, val_faces):
+    """A version published beside version 1 is served at the next poll; the version policy in
+    models.config (one setting) rolls back to version 1; each event names the version that scored it."""
+    import shutil
+
+    redis = connect(redis_server.url)
+    server = await asyncio.to_thread(start_model_server, tmp_path)
+    producer = StreamProducer(redis, FACES, 10_000)
+    stop, task = await run_worker(settings_for(redis_server.url, server.target))
+    scored = 0
+
+    async def versions_of_new_events() -> set[int]:
+        nonlocal scored
+        await producer.publish_many(fer_crops(val_faces, 8))
+        await wait_for(lambda: _length(redis, EMOTIONS, scored + 8), PATIENCE_S, f"{scored + 8} events")
+        fresh = (await events(redis))[scored:]
+        scored += len(fresh)
+        return {e.model_version for e in fresh}
+
+    async def until_served(states: dict[int, str]) -> None:
+        async def served() -> bool:
+            return await asyncio.to_thread(_served, server) == states
+
+        await wait_for(served, PATIENCE_S, f"the model server to hold {states}")
+
+    try:
+        first = max(_served(server))
+        assert await versions_of_new_events() == {first}
+        staging = server.base / "emotion_cnn" / f".{first + 1}.staging"
+        shutil.copytree(server.base / "emotion_cnn" / str(first), staging)
+        staging.rename(server.base / "emotion_cnn" / str(first + 1))  # how export_savedmodel publishes
+        await until_served({first + 1: "AVAILABLE", first: "END"})
+        assert await versions_of_new_events() == {first + 1}
+
+        config = server.base / "models.config"
+        latest = "model_version_policy { latest { num_versions: 1 } }"
+        assert latest in config.read_text()
+        config.write_text(
+            config.read_text().replace(latest, f"model_version_policy {{ specific {{ versions: {first} }} }}")
+        )
+        await until_served({first: "AVAILABLE", first + 1: "END"})
+        assert await versions_of_new_events() == {first}  # rolled back, and the worker never restarted
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, PATIENCE_S)
+        server.stop()
+        await redis.aclose()

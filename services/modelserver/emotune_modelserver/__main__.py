@@ -24,7 +24,7 @@ log = get_logger("emotune.modelserver")
 async def serve(settings: ModelServerSettings, stop: asyncio.Event) -> None:
     models = load_model_config(settings.model_config_file)
     batching = load_batching_config(settings.batching_parameters_file) if settings.enable_batching else None
-    registry = ModelRegistry(models, batching, settings.poll_seconds)
+    registry = ModelRegistry(models, batching, settings.poll_seconds, settings.model_config_file)
     await asyncio.to_thread(registry.start)
 
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])

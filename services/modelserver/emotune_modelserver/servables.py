@@ -19,7 +19,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from emotune_common.logs import get_logger
 from emotune_modelserver import metrics
 from emotune_modelserver.batching import BatchScheduler
-from emotune_modelserver.config import BatchingConfig, ModelConfig
+from emotune_modelserver.config import BatchingConfig, ModelConfig, load_model_config
 
 log = get_logger("emotune.modelserver")
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -92,8 +92,19 @@ class _Model:
 
 
 class ModelRegistry:
-    def __init__(self, models: list[ModelConfig], batching: BatchingConfig | None, poll_seconds: float = 1.0):
+    """The models and their versions, kept to what the policies want by a poller.
+
+    ``config_file``: models.config, read again whenever it changes (as TensorFlow Serving does with
+    --model_config_file_poll_wait_seconds), so that a version policy is one edit: `specific {
+    versions: 1 }` rolls back to version 1 without a restart, `latest` moves forward again. A
+    model taken out of the file keeps serving until a restart.
+    """
+
+    def __init__(self, models: list[ModelConfig], batching: BatchingConfig | None, poll_seconds: float = 1.0,
+                 config_file: Path | None = None) -> None:  # fmt: skip
         self._models = {m.name: _Model(m) for m in models}
+        self._config_file = config_file
+        self._config_stamp = self._stamp()
         self._batching = batching
         self._poll_seconds = poll_seconds
         self._lock = threading.RLock()
@@ -119,18 +130,38 @@ class ModelRegistry:
         while not self._stop.wait(self._poll_seconds):
             try:
                 self.sync()
-            except Exception:  # a bad folder must not stop the poller; the next round tries again
+            except Exception:  # a bad folder or config must not stop the poller; the next round tries again
                 log.exception("version_poll_failed")
 
+    def _stamp(self) -> int | None:
+        return self._config_file.stat().st_mtime_ns if self._config_file else None
+
+    def _reload_config(self) -> None:
+        stamp = self._stamp()
+        if stamp == self._config_stamp:
+            return
+        self._config_stamp = stamp  # a file that does not parse is tried again at its next change
+        models = load_model_config(self._config_file)
+        with self._lock:
+            for config in models:
+                if config.name in self._models:
+                    self._models[config.name].config = config
+                else:
+                    self._models[config.name] = _Model(config)
+        log.info("config_reloaded", path=str(self._config_file),
+                 policies={m.name: m.policy for m in models})  # fmt: skip
+
     def sync(self) -> None:
-        for model in self._models.values():
+        self._reload_config()
+        for model in list(self._models.values()):
             on_disk = versions_on_disk(model.config.base_path)
             if not on_disk:
                 log.warning("no_versions", model=model.config.name, base_path=str(model.config.base_path))
             wanted = wanted_versions(model.config, on_disk)
             for version in sorted(wanted - set(model.servables)):
-                if model.states.get(version, (0, ""))[0] == State.END:
-                    continue  # failed before; a new version number is needed
+                state, error = model.states.get(version, (0, ""))
+                if state == State.END and error:
+                    continue  # failed to load before; a new version number is needed
                 self._load(model, version)
             for version in sorted(set(model.servables) - wanted):
                 self._unload(model, version)
