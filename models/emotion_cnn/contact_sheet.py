@@ -18,16 +18,11 @@ import typer
 
 from emotune_common.settings import default_data_dir
 from models.emotion_cnn import LABELS
-from models.emotion_cnn.evaluate import predict
+from models.emotion_cnn.evaluate import predict, served_versions
 
 HERE = Path(__file__).resolve().parent
 DATA = default_data_dir()
 app = typer.Typer(add_completion=False)
-
-
-def versions(base: Path = HERE) -> list[Path]:
-    return sorted((p for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").exists()),
-                  key=lambda p: int(p.name))  # fmt: skip
 
 
 def capture_crops(data: Path, video_frames: int = 12) -> list[tuple[str, np.ndarray]]:
@@ -88,7 +83,7 @@ def main(data: Path = typer.Option(DATA, help="The data folder (images/ and vide
     if not crops:
         raise typer.BadParameter(f"no face found in {data}/images or {data}/video", param_hint="--data")
     images = np.stack([p for _, p in crops]).astype(np.float32)[..., None] / 255.0
-    scores = {model.name: predict(model, images) for model in versions()}
+    scores = {model.name: predict(model, images) for model in served_versions()}
     draw(crops, scores, out)
     typer.echo(f"{len(crops)} crops, versions {', '.join(scores)}; wrote {out}")
 

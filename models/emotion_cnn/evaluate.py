@@ -2,8 +2,9 @@
 
     python -m models.emotion_cnn.evaluate --data ../shared/data/fer2013/val.npz
 
-Any .npz with ``x`` uint8 [N,48,48] and ``y`` uint8 [N] works. The report holds accuracy,
-per-class precision, recall and F1, a confusion matrix and the training curves of the version.
+Any .npz with ``x`` uint8 [N,48,48] and ``y`` uint8 [N] works. Every served version is evaluated
+side by side: accuracy, per-class precision, recall and F1, confusion matrices, the expected
+calibration error with a reliability diagram, images per second and size; then the training curves.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +25,10 @@ app = typer.Typer(add_completion=False)
 
 
 def latest_version_dir(base: Path = HERE) -> Path:
-    versions = sorted((int(p.name), p) for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").exists())
+    versions = served_versions(base)
     if not versions:
         raise typer.BadParameter(f"no SavedModel version under {base}")
-    return versions[-1][1]
+    return versions[-1]
 
 
 def predict(model_dir: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -113,60 +115,130 @@ def plot_history(history: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
+def served_versions(base: Path = HERE) -> list[Path]:
+    """Every SavedModel version folder, oldest first."""
+    return sorted((p for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").exists()),
+                  key=lambda p: int(p.name))  # fmt: skip
+
+
+def images_per_second(model_dir: Path, images: np.ndarray, batch_size: int = 64, rounds: int = 5) -> float:
+    """In-process throughput at one batch size, the best of ``rounds`` (after a warm-up batch)."""
+    import time
+
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    batch = tf.constant(images[:batch_size])
+    serve(images=batch)
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        serve(images=batch)["probabilities"].numpy()
+        best = max(best, batch_size / (time.perf_counter() - started))
+    return best
+
+
+def size_mb(model_dir: Path) -> float:
+    return sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) / 1e6
+
+
+@dataclass
+class VersionScores:
+    name: str
+    accuracy: float
+    classes: list[dict[str, float]]
+    matrix: np.ndarray
+    calibration: dict
+    speed: float
+    size: float
+    training: dict
+
+
+def score_version(model_dir: Path, images: np.ndarray, labels: np.ndarray) -> VersionScores:
+    from models.emotion_cnn.calibration import reliability
+
+    probabilities = predict(model_dir, images)
+    matrix = confusion(labels, probabilities.argmax(axis=1))
+    training = model_dir / "training.json"
+    return VersionScores(
+        f"version {model_dir.name}", float((probabilities.argmax(axis=1) == labels).mean()), per_class(matrix),
+        matrix, reliability(probabilities, labels), images_per_second(model_dir, images), size_mb(model_dir),
+        json.loads(training.read_text()) if training.exists() else {},
+    )  # fmt: skip
+
+
+def _class_row(scores: list[VersionScores], k: int, label: str) -> str:
+    cells = [
+        f"{v.classes[k]['precision']:.3f} / {v.classes[k]['recall']:.3f} / {v.classes[k]['f1']:.3f}" for v in scores
+    ]
+    return f"| {label} | {scores[0].classes[k]['support']} | " + " | ".join(cells) + " |"
+
+
+def report(scores: list[VersionScores], data: Path, faces: int, curves: bool) -> str:
+    names = [v.name for v in scores]
+    lines = [
+        "# Emotion CNN: evaluation",
+        "",
+        f"Every served version on `{data.name}` ({faces:,} faces), side by side. Written by `make eval DATA={data}`.",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "| --- |" + " ---: |" * len(scores),
+        "| accuracy | " + " | ".join(f"**{v.accuracy:.2%}**" for v in scores) + " |",
+        "| macro F1 | " + " | ".join(f"{np.mean([c['f1'] for c in v.classes]):.3f}" for v in scores) + " |",
+        "| ECE (15 bins) | " + " | ".join(f"{v.calibration['ece']:.3f}" for v in scores) + " |",
+        "| images/s in-process, batch 64, this run | " + " | ".join(f"{v.speed:,.0f}" for v in scores) + " |",
+        "| size | " + " | ".join(f"{v.size:.1f} MB" for v in scores) + " |",
+        "",
+        "Per class (precision / recall / F1):",
+        "",
+        "| label | support | " + " | ".join(names) + " |",
+        "| --- | ---: |" + " ---: |" * len(scores),
+        *[_class_row(scores, k, label) for k, label in enumerate(LABELS)],
+        "",
+        *[f"![confusion matrix, {v.name}](confusion_matrix_{v.name.split()[-1]}.png)" for v in scores],
+        "",
+        "![reliability](reliability.png)",
+        "",
+        "The capture path on real faces (`python -m models.emotion_cnn.contact_sheet`):",
+        "",
+        "![contact sheet](contact_sheet.png)",
+        "",
+    ]
+    if curves:
+        lines += ["## Training", "", "![training curves](training_curves.png)", ""]
+    for v in scores:
+        if v.training:
+            lines += [f"Training run of {v.name}: " + ", ".join(f"{k} {x}" for k, x in v.training.items()), ""]
+    return "\n".join(lines)
+
+
 @app.command()
 def main(
     data: Path = typer.Option(..., help="An .npz with x uint8 [N,48,48] and y uint8 [N]"),
-    model_dir: Path = typer.Option(None, help="A SavedModel version folder (default: the latest one)"),
     out: Path = typer.Option(HERE, help="Folder for REPORT.md and its PNG files"),
 ) -> None:
-    """Evaluate and write REPORT.md, confusion_matrix.png and training_curves.png."""
+    """Evaluate every served version side by side and write REPORT.md with its pictures."""
+    from models.emotion_cnn.calibration import plot_reliability
     from models.emotion_cnn.data import DataError, load_npz
 
     try:
         images, labels = load_npz(data)
     except DataError as e:
         raise typer.BadParameter(str(e), param_hint="--data") from None
-    model_dir = model_dir or latest_version_dir()
-    probabilities = predict(model_dir, images)
-    predicted = probabilities.argmax(axis=1)
-    matrix = confusion(labels, predicted)
-    classes = per_class(matrix)
-    accuracy = float((predicted == labels).mean())
+    versions = served_versions()
+    if not versions:
+        raise typer.BadParameter(f"no SavedModel version under {HERE}")
+    scores = [score_version(v, images, labels) for v in versions]
     out.mkdir(parents=True, exist_ok=True)
-    plot_confusion(matrix, out / "confusion_matrix.png", f"{data.name}: accuracy {accuracy:.1%}")
+    for v in scores:
+        plot_confusion(v.matrix, out / f"confusion_matrix_{v.name.split()[-1]}.png", f"{v.name}: {v.accuracy:.1%}")
+    plot_reliability({v.name: v.calibration for v in scores}, out / "reliability.png", f"reliability on {data.name}")
     history_file = HERE / "training_history.csv"
     curves = history_file.exists()
     if curves:
         plot_history(read_history(history_file), out / "training_curves.png")
-    training = model_dir / "training.json"
-    info = json.loads(training.read_text()) if training.exists() else {}
-
-    lines = [
-        "# Emotion CNN: evaluation",
-        "",
-        f"Model `{model_dir.relative_to(HERE.parents[1]) if model_dir.is_relative_to(HERE.parents[1]) else model_dir}`"
-        f" on `{data.name}` ({len(labels):,} faces). Written by `make eval DATA={data}`.",
-        "",
-        f"**Accuracy: {accuracy:.2%}** (served model: the mean of each face and its mirror image).",
-        "",
-        "| label | precision | recall | F1 | support |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *[
-            f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
-            for name, c in zip(LABELS, classes, strict=True)
-        ],
-        f"| macro average | {np.mean([c['precision'] for c in classes]):.3f} | "
-        f"{np.mean([c['recall'] for c in classes]):.3f} | {np.mean([c['f1'] for c in classes]):.3f} | {len(labels)} |",
-        "",
-        "![confusion matrix](confusion_matrix.png)",
-        "",
-    ]
-    if curves:
-        lines += ["## Training", "", "![training curves](training_curves.png)", ""]
-    if info:
-        lines += ["Training run: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]
-    (out / "REPORT.md").write_text("\n".join(lines))
-    typer.echo(f"accuracy {accuracy:.4f}; wrote {out / 'REPORT.md'}")
+    (out / "REPORT.md").write_text(report(scores, data, len(labels), curves))
+    typer.echo("; ".join(f"{v.name} accuracy {v.accuracy:.4f}" for v in scores) + f"; wrote {out / 'REPORT.md'}")
 
 
 if __name__ == "__main__":

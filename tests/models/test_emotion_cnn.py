@@ -92,7 +92,7 @@ def test_metrics_from_a_confusion_matrix():
     assert rows[2]["f1"] == pytest.approx(2 * 0.5 * 1 / 1.5)
 
 
-def test_make_eval_writes_a_report_with_plots(tmp_path):
+def test_make_eval_writes_every_version_side_by_side_with_plots(tmp_path):
     with np.load(DATA_DIR / "fer2013" / "val.npz") as f:
         np.savez(tmp_path / "sample.npz", x=f["x"][:300], y=f["y"][:300])
     command = [sys.executable, "-m", "models.emotion_cnn.evaluate", "--data", str(tmp_path / "sample.npz"),
@@ -100,9 +100,18 @@ def test_make_eval_writes_a_report_with_plots(tmp_path):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "report" / "REPORT.md").read_text()
-    assert "**Accuracy:" in report and "| happy |" in report and "macro average" in report
-    assert (tmp_path / "report" / "confusion_matrix.png").stat().st_size > 10_000
-    assert (tmp_path / "report" / "training_curves.png").stat().st_size > 10_000
+    versions = sorted(int(p.name) for p in (ROOT / "models" / "emotion_cnn").iterdir()
+                      if p.name.isdigit() and (p / "saved_model.pb").exists())  # fmt: skip
+    header = next(line for line in report.splitlines() if line.startswith("| | version"))
+    assert header == "| | " + " | ".join(f"version {v}" for v in versions) + " |"
+    for row in ("| accuracy |", "| macro F1 |", "| ECE (15 bins) |", "| images/s", "| size |", "| happy |"):
+        assert row in report, row
+    accuracy = next(line for line in report.splitlines() if line.startswith("| accuracy |"))
+    assert all(0.3 < float(cell.strip(" *%")) / 100 < 1 for cell in accuracy.split("|")[2:-1])
+    for version in versions:
+        assert (tmp_path / "report" / f"confusion_matrix_{version}.png").stat().st_size > 10_000
+    for picture in ("reliability.png", "training_curves.png"):
+        assert (tmp_path / "report" / picture).stat().st_size > 10_000
 
 
 def test_make_eval_on_a_bad_file_says_why(tmp_path):
