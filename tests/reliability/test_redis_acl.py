@@ -374,11 +374,13 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
             assert history["points"]
             recommended = client.get(f"{base}/sessions/{session['id']}/recommendations", headers=headers)
             assert recommended.status_code == 200 and recommended.json()["items"], recommended.text
-            artist = recommended.json()["items"][0]["artist_id"]
-            feedback = {"action": "like", "artist_id": artist}
+            track = recommended.json()["items"][0]["track_id"]
+            feedback = {"action": "like", "track_id": track}
             liked = client.post(f"{base}/sessions/{session['id']}/feedback", json=feedback, headers=headers)
             assert liked.status_code == 202 and liked.json().get("applied", True), liked.text
-            assert admin.sismember(user_key("alice", "liked"), artist)  # written by the recommender, as itself
+            mood = client.get(f"{base}/sessions/{session['id']}/mood", headers=headers).json()["mood"]
+            assert admin.sismember(user_key("alice", "liked", mood), track)  # written by the recommender, as itself
+            assert admin.hgetall(user_key("alice", "adjust", mood))  # and what the like taught it
 
             # a video session: capture takes its lease and writes its state into the session record
             video = client.post(f"{base}/sessions", json={"source": "video:short_hamilton_clip.mp4?loop=1"},

@@ -36,6 +36,8 @@ TRACK_STEP, ARTIST_STEP, SIMILAR_STEP = 0.25, 0.05, 0.15
 CAP = 1.0
 #: steps of feedback after which a profile counts fully (a like is 2, a play 1)
 PROFILE_EVIDENCE = 4.0
+#: how sharply a profile tells tracks apart: taste moves by tanh(gain x the feature distance along it)
+PROFILE_GAIN = 0.5
 #: the mood before a track: this long before it began
 BEFORE_S = 30.0
 
@@ -110,11 +112,17 @@ def record(pipe, user: str, mood: str, action: str, track_id: str, artist_id: st
 
 
 def profile(adjust: dict[str, float], size: int) -> tuple[np.ndarray | None, float]:
-    """(the listener's profile in a mood, the evidence behind it: the sum of the steps' sizes)."""
+    """(the listener's profile in a mood, the evidence behind it: the sum of the steps' sizes).
+
+    The profile is the direction of the step-weighted sum of the tracks' standardised features, at
+    PROFILE_GAIN per unit: likes and skips of tracks that differ in one feature only (dance and
+    almost-dance songs) still give a clear direction, where their mean would nearly cancel."""
     evidence = adjust.get("f:w", 0.0)
-    if evidence <= 0:
+    total = np.array([adjust.get(f"f:{i}", 0.0) for i in range(size)], np.float32)
+    length = float(np.linalg.norm(total))
+    if evidence <= 0 or length < 1e-6:
         return None, 0.0
-    return np.array([adjust.get(f"f:{i}", 0.0) for i in range(size)], np.float32) / evidence, evidence
+    return PROFILE_GAIN * total / length, evidence
 
 
 def capped(value: float) -> float:

@@ -77,7 +77,8 @@ class Components:
     def fit(cls, music: MusicData, plays: pd.DataFrame, inputs: Inputs, matrix: sp.csr_matrix, hyper: Hyper,
             ease_l2: float, progress: Callable[[str], None] = lambda _: None) -> Components:  # fmt: skip
         progress("LightFM hybrid")
-        lightfm = Recommender.train(music, plays, hyper, inputs=inputs)
+        # one thread: with two, LightFM's lock-free updates race, and no two trainings would agree
+        lightfm = Recommender.train(music, plays, hyper, inputs=inputs, threads=1)
         progress("item-kNN, user-kNN")
         item_knn, user_knn = ItemKNN(matrix), UserKNN(matrix)
         progress(f"EASE (l2 {ease_l2:g})")
