@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from emotune_common.keys import user_key_pattern
 from emotune_recommender import store
 from emotune_recommender.catalogue import Catalogue, load_catalogue
 from emotune_recommender.core import RecommenderCore
@@ -41,3 +44,13 @@ def core(taste, space, lastfm, aredis) -> RecommenderCore:
     return RecommenderCore(
         taste, space, 1, aredis, TrackLookup(aredis, SpotifyConfig()), lastfm.artists["name"].to_dict()
     )
+
+
+@pytest.fixture
+async def user(aredis):
+    """A user id of this test's own; every key of theirs is deleted afterwards."""
+    uid = f"test-{uuid.uuid4().hex}"
+    yield uid
+    keys = [k async for k in aredis.scan_iter(user_key_pattern(uid))]
+    if keys:
+        await aredis.delete(*keys)

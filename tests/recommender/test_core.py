@@ -25,16 +25,6 @@ from ..fakes.spotify import FakeSpotify
 SAD, HAPPY = messages_pb2.SAD, messages_pb2.HAPPY
 
 
-@pytest.fixture
-async def user(aredis):
-    """A user id of this test's own; every key of theirs is deleted afterwards."""
-    uid = f"test-{uuid.uuid4().hex}"
-    yield uid
-    keys = [k async for k in aredis.scan_iter(user_key_pattern(uid))]
-    if keys:
-        await aredis.delete(*keys)
-
-
 def feedback(user: str, action: int, track: str = "", mood: int = 0, session: str = "s1", **fields):
     return messages_pb2.Feedback(header=make_header(session, user), action=action, track_id=track, mood=mood,
                                  **fields)  # fmt: skip

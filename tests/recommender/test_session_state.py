@@ -4,7 +4,6 @@ timeline, their expiry, resuming after a restart, and idle sessions leaving memo
 from __future__ import annotations
 
 import json
-import uuid
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from emotune.v1 import messages_pb2
 from emotune_common.consumer import Delivery
 from emotune_common.ids import make_header
-from emotune_common.keys import session_key, user_key_pattern
+from emotune_common.keys import session_key
 from emotune_common.labels import EMOTIONS
 from emotune_common.producer import StreamProducer
 from emotune_recommender.events import SessionMoods, emotions_handler, feedback_handler
@@ -21,16 +20,6 @@ from emotune_recommender.smoothing import Smoothing
 
 START_US = 1_700_000_000_000_000
 SMOOTHING = Smoothing(time_constant_s=2.0, margin=0.1, hold=2)
-
-
-@pytest.fixture
-async def user(aredis):
-    """A user id of this test's own; every key of theirs is deleted afterwards."""
-    uid = f"test-{uuid.uuid4().hex}"
-    yield uid
-    keys = [k async for k in aredis.scan_iter(user_key_pattern(uid))]
-    if keys:
-        await aredis.delete(*keys)
 
 
 @pytest.fixture
