@@ -7,13 +7,30 @@ each ``capture_poll_s``:
 
 - reads the registry; a session not run here is taken with a lease, ``SET capture_lease(sid) <owner>
   NX PX <capture_lease_ms>``, and its source run with a :class:`~emotune_capture.live.SourceRunner`
-  (at most ``capture_max_sessions`` an instance);
+  (up to the instance's fair share, below);
 - renews the leases it holds, only while they are still its own (compare and PEXPIRE in one script);
 - stops a runner when its entry leaves the registry (or changes), or its lease is lost or could not be
   renewed for a whole lease (Redis away: another instance may have it by now).
 
 A dead instance's leases expire, and another instance takes its sessions over. On SIGTERM an
 instance stops its runners and hands its leases back, so that another one takes over at once.
+
+Sharing between instances (consumer-group style, on the leases). Every poll an instance announces
+itself in :data:`~emotune_common.keys.CAPTURE_INSTANCES` (owner -> Redis time; members older than a
+lease are dropped, so a dead instance stops counting when its leases expire) and reads, in the same
+script, who holds each registry session's lease. Its fair share is ``ceil(sessions / live
+instances)``, at most ``capture_max_sessions``; the sessions counted are the leased ones and the free
+ones whose source has not failed here (a source that fails everywhere counts for no one). It takes
+free sessions only up to its share, so a second instance that starts finds work left. An instance
+above its share hands back one session a poll, the newest it took (stopped first, then its lease
+released), and only while some live instance holds fewer than the share: the handed-back session
+goes to that instance at its next poll. Why this does not flap: the ceiling makes the shares add up
+to at least the sessions, so a split such as 3/3/2 leaves no instance above its share and nothing
+moves; an instance hands back only down to its share, so it never wants the session back; and one
+a poll lets the others' holdings show before it hands back another. A session free for a whole lease
+(the instance below its share cannot run it: a camera of another host, say) goes to any instance
+with room under ``capture_max_sessions``, which keeps it for ``capture_retry_s`` before it may hand
+it back: fairness never leaves a session unrun, and such a session moves at most once a retry.
 
 The session's record (``session_key(user, sid)``, written by the gateway) gets ``capture_state``
 (running | failed | ended), ``capture_detail`` (the error, or the counts) and ``capture_owner``;
@@ -30,6 +47,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -39,7 +57,7 @@ from emotune_capture.crops import Detects
 from emotune_capture.live import Counts, SourceRunner
 from emotune_capture.settings import CaptureSettings
 from emotune_common.consumer import default_consumer_name
-from emotune_common.keys import CAPTURE_SESSIONS, capture_lease, session_key
+from emotune_common.keys import CAPTURE_INSTANCES, CAPTURE_SESSIONS, capture_lease, session_key
 from emotune_common.logs import get_logger
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import TRANSIENT_ERRORS
@@ -90,6 +108,20 @@ return 1
 # KEYS: session record; ARGV: state, detail, owner. For a source that is wrong before any lease.
 _SET_STATUS = _STATUS + "\nstatus(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\nreturn 1\n"
 
+# KEYS: the instances, then the leases of the registry's sessions; ARGV: owner, lease ms. Announces the
+# owner (scored by Redis's clock, so that the hosts' clocks do not matter), drops the instances not seen
+# for a lease, and returns the live instances and each lease's holder (false: free).
+_HEARTBEAT = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local holders = {}
+for i = 2, #KEYS do holders[i - 1] = redis.call('GET', KEYS[i]) end
+return {redis.call('ZRANGE', KEYS[1], 0, -1), holders}
+"""
+
 
 def describe(counts: Counts) -> str:
     return (
@@ -110,6 +142,7 @@ class _Running:
     stop: asyncio.Event
     task: asyncio.Task
     renewed_at: float
+    keep_until: float = 0.0  # taken beyond the fair share: not handed back before this (monotonic)
 
     @property
     def record(self) -> str:
@@ -141,10 +174,12 @@ class SessionWatcher:
         self.running: dict[str, _Running] = {}
         self._skip: dict[str, tuple[bytes, float]] = {}  # session -> (entry, monotonic time to retry it)
         self._started = 0
+        self._free_since: dict[str, float] = {}  # a session nobody holds -> since when (monotonic), as seen here
         self._wake = asyncio.Event()
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._set_status = redis.register_script(_SET_STATUS)
+        self._heartbeat = redis.register_script(_HEARTBEAT)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -179,7 +214,7 @@ class SessionWatcher:
         self._wake.set()
 
     async def poll(self) -> None:
-        """One round: reap runners that ended, follow the registry, renew leases, take new sessions."""
+        """One round: reap runners that ended, follow the registry, renew leases, share the sessions."""
         entries: dict[str, bytes] = {k.decode(): v for k, v in (await self.redis.hgetall(CAPTURE_SESSIONS)).items()}
         for run in list(self.running.values()):
             if run.task.done():
@@ -200,15 +235,49 @@ class SessionWatcher:
                 await self._stop(run)
         now = time.monotonic()
         self._skip = {s: (e, t) for s, (e, t) in self._skip.items() if entries.get(s) == e and t > now}
+        await self._share(entries)
+
+    # -- sharing --------------------------------------------------------------------------------------
+
+    async def _share(self, entries: dict[str, bytes]) -> None:
+        """Announce this instance, hand back one session above the fair share, take free ones up to it."""
+        sessions = list(entries)
+        live, leases = await self._heartbeat(
+            keys=[CAPTURE_INSTANCES, *map(capture_lease, sessions)], args=[self.owner, self.lease_ms]
+        )
+        instances = {i.decode() for i in live} | {self.owner}
+        holders = {s: h.decode() if h else None for s, h in zip(sessions, leases, strict=True)}
+        now = time.monotonic()
+        self._free_since = {s: self._free_since.get(s, now) for s, h in holders.items() if h is None}
+        countable = [s for s, h in holders.items() if h is not None or s not in self._skip]
+        share = min(self.settings.capture_max_sessions, -(-len(countable) // len(instances)))
+        held = Counter(h for h in holders.values() if h in instances)
+        if len(self.running) > share and any(held[i] < share for i in instances - {self.owner}):
+            await self._give_one(share, len(instances))
         for session_id, entry in entries.items():
             if len(self.running) >= self.settings.capture_max_sessions:
                 break
-            if session_id not in self.running and session_id not in self._skip:
+            if holders[session_id] is not None or session_id in self.running or session_id in self._skip:
+                continue
+            if len(self.running) < share:
                 await self._take(session_id, entry)
+            elif now - self._free_since[session_id] >= self.lease_ms / 1000:  # nobody else runs it
+                await self._take(session_id, entry, keep_until=now + self.settings.capture_retry_s)
+
+    async def _give_one(self, share: int, instances: int) -> None:
+        """Hand back the newest session taken here (not one kept), for an instance below its share."""
+        now = time.monotonic()
+        run = next((r for r in reversed(self.running.values()) if r.keep_until <= now), None)
+        if run is None:
+            return
+        await self._stop(run)
+        detail = f"handed back by {self.owner} (its share: {share} of the sessions, {instances} instances)"
+        await self._hand(run, "", detail, owner="")
+        log.info("session_handed_back", session=run.session_id, user=run.user_id, owner=self.owner, share=share)
 
     # -- starting -------------------------------------------------------------------------------------
 
-    async def _take(self, session_id: str, entry: bytes) -> None:
+    async def _take(self, session_id: str, entry: bytes, keep_until: float = 0.0) -> None:
         try:
             user_id, spec = self._spec(session_id, entry)
         except SourceError as e:  # the same for every instance: say so, and do not try again for a while
@@ -225,7 +294,7 @@ class SessionWatcher:
         runner = SourceRunner(spec, self.detectors(self._started - 1), self.faces)
         task = asyncio.create_task(runner.run(stop), name=f"session-{session_id}")
         task.add_done_callback(lambda _: self._wake.set())  # report an end or a failure at once
-        run = _Running(session_id, user_id, entry, spec, runner, stop, task, time.monotonic())
+        run = _Running(session_id, user_id, entry, spec, runner, stop, task, time.monotonic(), keep_until)
         self.running[session_id] = run
         await self._renew(keys=[lease, run.record], args=[self.owner, self.lease_ms, RUNNING, "starting"])
         log.info("session_taken", session=session_id, user=user_id, source=spec.name, owner=self.owner)
@@ -295,9 +364,14 @@ class SessionWatcher:
         await asyncio.gather(*(run.task for run in runs), return_exceptions=True)
 
     async def _hand_back(self) -> None:
-        """Shutting down: stop the runners and give their leases back, so another instance takes over now."""
+        """Shutting down: stop the runners and give their leases back, so another instance takes over now
+        (and leave the instances, so that the others' shares grow at once)."""
         runs = list(self.running.values())
         await self._halt()
+        try:
+            await self.redis.zrem(CAPTURE_INSTANCES, self.owner)
+        except TRANSIENT_ERRORS as e:  # it drops out of the instances after a lease
+            log.warning("instance_not_removed", owner=self.owner, error=f"{type(e).__name__}: {e}")
         for run in runs:
             try:
                 await self._hand(run, "", f"handed back by {self.owner} (shutting down)", owner="")

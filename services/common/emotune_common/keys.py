@@ -20,6 +20,10 @@ USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
 #: ``{"user_id", "source"}``. Capture instances take each one with a lease (``capture_lease``).
 CAPTURE_SESSIONS = "emotune:capture:sessions"
 
+#: Sorted set of the live capture instances: owner name -> when it last polled (Redis time, ms). Each
+#: instance counts the others in it to take only its fair share of the registry (no user data).
+CAPTURE_INSTANCES = "emotune:capture:instances"
+
 
 def user_key(user_id: str, kind: str, *rest: str) -> str:
     """``emotune:user:<id>:<kind>[:rest...]``; ``kind`` must be one of :data:`USER_KINDS`."""
