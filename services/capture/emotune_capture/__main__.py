@@ -47,7 +47,8 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     redis = connect(settings.redis_url)
     faces = StreamProducer(redis, FACES, settings.faces_maxlen)
     jobs: list[tuple[str, Coroutine[Any, Any, Any]]] = [
-        (spec.name, SourceRunner(spec, tracker(settings, i), faces).run(stop)) for i, spec in enumerate(specs)
+        (spec.name, SourceRunner(spec, tracker(settings, i), faces, reconnect_s=settings.capture_reconnect_s).run(stop))
+        for i, spec in enumerate(specs)
     ]
     frames_redis = connect_or_reuse(settings.frames_url(), redis, settings.redis_url)
     if settings.capture_uploads:
@@ -138,7 +139,8 @@ def run(
         stop = asyncio.Event()
         stop_on_signals(stop)
         try:
-            return await SourceRunner(spec, tracker(settings), producer, show).run(stop)
+            runner = SourceRunner(spec, tracker(settings), producer, show, settings.capture_reconnect_s)
+            return await runner.run(stop)
         finally:
             bar.close()
             if redis:

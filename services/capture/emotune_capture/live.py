@@ -4,13 +4,22 @@ The reader thread pulls frames from the source (paced for files, capped at ``fps
 newest in a one-slot mailbox. The detection task takes whatever is newest; a frame replaced before
 detection got to it is dropped and counted. So a slow detector or a slow Redis never blocks the
 camera, and latency stays bounded: the system always works on the most recent picture.
+
+A stream (RTSP, HTTP) that stops after it played, its server gone or its connection cut, is opened
+again by the reader thread: after 0.5 s, then backing off (doubling, at most 10 s a wait) for up to
+``reconnect_s`` since it was lost; each opening goes through the egress guard again, as the first did.
+Meanwhile :attr:`SourceRunner.lost` says why and how many attempts failed, and the runner goes on
+once frames come again (``stream_lost``, ``stream_reconnected``). A stream that cannot be opened at
+all, or whose opening is refused by ``EMOTUNE_STREAM_ALLOW``, fails at once: a wrong URL or a refused
+address is no outage to wait out. Cameras and files are not reopened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +28,16 @@ from emotune.v1 import messages_pb2
 from emotune_capture import metrics
 from emotune_capture.crops import Detects, face_crops
 from emotune_capture.sources import Pacer, native_fps, open_frames
+from emotune_common.egress import StreamRefused, redacted
 from emotune_common.ids import now_us
 from emotune_common.logs import get_logger
 from emotune_common.producer import StreamProducer
-from emotune_common.sources import SourceSpec
+from emotune_common.sources import SourceError, SourceSpec
 
 log = get_logger("emotune.capture")
+
+RECONNECT_FIRST_S = 0.5  # the wait before the first attempt to open a lost stream again
+RECONNECT_MAX_S = 10.0  # the longest wait between two attempts
 
 
 @dataclass
@@ -86,19 +99,24 @@ class SourceRunner:
         detector: Detects,
         producer: StreamProducer | None,
         on_frame: Callable[[Counts], None] | None = None,
+        reconnect_s: float = 0.0,
     ) -> None:
+        """``reconnect_s``: how long a stream that stopped is tried again (0: not at all)."""
         self.spec = spec
         self.detector = detector
         self.producer = producer
         self.on_frame = on_frame
+        self.reconnect_s = reconnect_s if spec.kind == "stream" else 0.0
         self.counts = Counts()
         self.error: Exception | None = None
+        #: While a lost stream is being opened again: why it was lost, and the attempts so far ("" while it plays).
+        self.lost = ""
 
     def _read(self, mailbox: Mailbox, stop: threading.Event) -> None:
         name = self.spec.name
         try:
             pacer = Pacer(self.spec.fps, native_fps(self.spec), self.spec.realtime)
-            for number, frame in enumerate(open_frames(self.spec)):
+            for number, frame in enumerate(self._frames(stop)):
                 if stop.is_set():
                     break
                 pacer.wait()
@@ -115,6 +133,54 @@ class SourceRunner:
             self.error = e
         finally:
             mailbox.close()
+
+    def _frames(self, stop: threading.Event) -> Iterator[np.ndarray]:
+        """The source's frames, a lost stream's again once it is back (see the module's text)."""
+        yield from open_frames(self.spec)
+        while self.reconnect_s and not stop.is_set():
+            reopened = self._reconnect(stop)
+            if reopened is None:  # stopped meanwhile
+                return
+            first, frames = reopened
+            yield first
+            yield from frames
+
+    def _reconnect(self, stop: threading.Event) -> tuple[np.ndarray, Iterator[np.ndarray]] | None:
+        """The stream opened again: its first frame and the rest. SourceError when it is not back within
+        ``reconnect_s``, StreamRefused when an opening is refused, None when ``stop`` is set meanwhile."""
+        name, shown = self.spec.name, redacted(self.spec.target)
+        why = f"{shown} stopped giving frames"
+        log.warning("stream_lost", source=name, session=self.spec.session, reason=why, reconnect_s=self.reconnect_s)
+        metrics.STREAMS_LOST.labels(name).inc()
+        lost_at = time.monotonic()
+        attempts, delay = 0, RECONNECT_FIRST_S
+        while True:
+            self.lost = (
+                f"stream lost: {why}; reconnecting (failed attempts so far: {attempts}; "
+                f"gives up {self.reconnect_s:g} s after it was lost)"
+            )
+            left = lost_at + self.reconnect_s - time.monotonic()
+            if left <= 0:
+                raise SourceError(f"stream lost: {why}; not back after {attempts} attempts in {self.reconnect_s:g} s")
+            if stop.wait(min(delay, left)):
+                return None
+            attempts, delay = attempts + 1, min(2 * delay, RECONNECT_MAX_S)
+            frames = open_frames(self.spec)  # opened at its first frame, through the egress guard
+            try:
+                first = next(frames)
+            except StreamRefused:
+                raise
+            except SourceError as e:
+                why = str(e)
+                continue
+            except StopIteration:
+                why = f"{shown} opened but gave no frame"
+                continue
+            log.info("stream_reconnected", source=name, session=self.spec.session, attempts=attempts,
+                     lost_s=round(time.monotonic() - lost_at, 1))  # fmt: skip
+            metrics.STREAM_RECONNECTS.labels(name).inc()
+            self.lost = ""
+            return first, frames
 
     async def run(self, stop: asyncio.Event) -> Counts:
         name = self.spec.name

@@ -16,4 +16,10 @@ DETECT_SECONDS = Histogram(
     "emotune_capture_detect_seconds", "Face detection time per frame", ["source"],
     buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
 )  # fmt: skip
+STREAMS_LOST = Counter(
+    "emotune_capture_streams_lost_total", "Times a stream stopped giving frames after it had played", ["source"]
+)
+STREAM_RECONNECTS = Counter(
+    "emotune_capture_stream_reconnects_total", "Lost streams opened again, giving frames again", ["source"]
+)
 BAD_UPLOADS = Counter("emotune_capture_bad_uploads_total", "Uploaded frames that could not be decoded")

@@ -33,9 +33,11 @@ with room under ``capture_max_sessions``, which keeps it for ``capture_retry_s``
 it back: fairness never leaves a session unrun, and such a session moves at most once a retry.
 
 The session's record (``session_key(user, sid)``, written by the gateway) gets ``capture_state``
-(running | failed | ended), ``capture_detail`` (the error, or the counts) and ``capture_owner``;
+(running | reconnecting | failed | ended), ``capture_detail`` (the error, or the counts) and ``capture_owner``;
 only a record that exists is written, so that a deleted user's session is not brought back. A
-source that fails (it cannot be opened, or a camera or stream stops) is ``failed``: its lease is
+stream that stops is ``reconnecting`` while it is opened again (live.py; ``capture_detail`` says why
+and the attempts so far), for up to ``capture_reconnect_s``. A source that fails (it cannot be opened,
+a camera stops, or a stream is not back in time) is ``failed``: its lease is
 handed back and its entry left in the registry, where another instance (with that camera, say) may
 take it; this instance tries it again only after ``capture_retry_s``. A file or folder read to its
 end is ``ended``, and its entry leaves the registry, so that no instance plays it again.
@@ -66,6 +68,7 @@ from emotune_common.sources import SourceError, SourceSpec, parse_source
 log = get_logger("emotune.capture.sessions")
 
 RUNNING, FAILED, ENDED = "running", "failed", "ended"
+RECONNECTING = "reconnecting"  # a stream that stopped, being opened again (live.py)
 
 # Sets the status fields (ARGV from 1: state, detail, owner; an empty state is left as it is) of the
 # session record KEYS[1], only when the record exists.
@@ -128,6 +131,11 @@ def describe(counts: Counts) -> str:
         f"{counts.processed} frames processed ({counts.read} read, {counts.skipped} over the cap, "
         f"{counts.dropped} dropped), {counts.faces} faces"
     )
+
+
+def live_status(runner: SourceRunner) -> tuple[str, str]:
+    """The state and detail of a session whose runner runs: reconnecting (why, attempts) or running (counts)."""
+    return (RECONNECTING, runner.lost) if runner.lost else (RUNNING, describe(runner.counts))
 
 
 @dataclass
@@ -226,7 +234,7 @@ class SessionWatcher:
         for run in list(self.running.values()):
             renewed = await self._renew(
                 keys=[capture_lease(run.session_id), run.record],
-                args=[self.owner, self.lease_ms, RUNNING, describe(run.runner.counts)],
+                args=[self.owner, self.lease_ms, *live_status(run.runner)],
             )
             if renewed:
                 run.renewed_at = time.monotonic()
@@ -291,7 +299,8 @@ class SessionWatcher:
             return  # another instance runs it
         self._started += 1
         stop = asyncio.Event()
-        runner = SourceRunner(spec, self.detectors(self._started - 1), self.faces)
+        runner = SourceRunner(spec, self.detectors(self._started - 1), self.faces,
+                              reconnect_s=self.settings.capture_reconnect_s)  # fmt: skip
         task = asyncio.create_task(runner.run(stop), name=f"session-{session_id}")
         task.add_done_callback(lambda _: self._wake.set())  # report an end or a failure at once
         run = _Running(session_id, user_id, entry, spec, runner, stop, task, time.monotonic(), keep_until)

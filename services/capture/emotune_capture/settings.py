@@ -19,6 +19,9 @@ class CaptureSettings(SourceSettings):
     capture_lease_ms: int = Field(10_000, ge=100, description="A session's lease: another instance takes it after")
     capture_max_sessions: int = Field(8, ge=1, description="Sessions of the registry one instance runs at most")
     capture_retry_s: float = Field(60.0, ge=0, description="A session whose source failed here is retried after")
+    capture_reconnect_s: float = Field(
+        30.0, ge=0, description="A stream that stops is opened again, backing off, for up to this long (0: never)"
+    )
     detect_scale_factor: float = Field(1.1, gt=1.0)
     detect_min_neighbors: int = Field(5, ge=0)
     detect_min_size: int = Field(30, ge=1)
