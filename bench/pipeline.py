@@ -183,8 +183,8 @@ def markdown(r: dict) -> str:
     return "\n".join([
         "## Pipeline: capture -> inference -> emotion events, on the sample video",
         "",
-        "All 275 frames as fast as they go through capture (a full Haar pass every 5th frame, tracking between: "
-        "the default) and the model, as real processes; latency here includes the queue of a burst.",
+        "All 275 frames as fast as they go through capture (its default detection: full Haar passes when due, "
+        "tracking between) and the model, as real processes; latency here includes the queue of a burst.",
         "",
         "| path | frames/s | faces found | faces/s | latency p50 / p99 |",
         "| --- | ---: | ---: | ---: | ---: |",

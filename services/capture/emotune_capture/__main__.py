@@ -27,18 +27,19 @@ from emotune_common.lifecycle import run_service, serve_ops, stop_on_signals
 from emotune_common.logs import configure_logging, get_logger
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect, connect_or_reuse
-from emotune_common.sources import SourceError, parse_source
+from emotune_common.sources import SourceError, SourceSpec, parse_source
 from emotune_common.streams import FACES, FRAMES
 
 app = typer.Typer(add_completion=False, help="emotune capture: frames in, 48x48 face crops out to emotune:faces")
 log = get_logger("emotune.capture")
 
 
-def tracker(settings: CaptureSettings, index: int = 0) -> FaceTracker:
-    """Detection for the ``index``-th source: a full pass every ``detect_every`` frames, tracking between;
-    sources take turns for their full passes."""
-    return FaceTracker(FaceDetector(settings.detector_options()), settings.detect_every,
-                       min_score=settings.track_min_score, offset=index)  # fmt: skip
+def tracker(settings: CaptureSettings, spec: SourceSpec, index: int = 0) -> FaceTracker:
+    """Detection for the ``index``-th source, ``spec``: full passes when due (tracker.py), tracking
+    between; sources take turns for their first full pass."""
+    return FaceTracker(FaceDetector(settings.detector_options(spec.min_face)), settings.detect_every,
+                       min_score=settings.track_min_score, offset=index, every_empty=settings.detect_every_empty,
+                       keep_missed=settings.track_keep_missed)  # fmt: skip
 
 
 async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
@@ -46,20 +47,21 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     specs = [s if s.fps else replace(s, fps=settings.capture_fps) for s in specs]
     redis = connect(settings.redis_url)
     faces = StreamProducer(redis, FACES, settings.faces_maxlen)
+    reconnect_s = settings.capture_reconnect_s
     jobs: list[tuple[str, Coroutine[Any, Any, Any]]] = [
-        (spec.name, SourceRunner(spec, tracker(settings, i), faces, reconnect_s=settings.capture_reconnect_s).run(stop))
+        (spec.name, SourceRunner(spec, tracker(settings, spec, i), faces, reconnect_s=reconnect_s).run(stop))
         for i, spec in enumerate(specs)
     ]
     frames_redis = connect_or_reuse(settings.frames_url(), redis, settings.redis_url)
     if settings.capture_uploads:
+        detector = FaceDetector(settings.detector_options(settings.capture_uploads_min_face))
         consumer = StreamConsumer(
-            frames_redis, FRAMES, "capture",
-            upload_handler(FaceDetector(settings.detector_options()), faces, settings.max_frame_pixels),
+            frames_redis, FRAMES, "capture", upload_handler(detector, faces, settings.max_frame_pixels),
             consumer=settings.consumer_name or None, settings=settings.stream, message_type=messages_pb2.Frame,
         )  # fmt: skip
         jobs.append(("uploads", _essential("uploads", consumer.run(stop), stop)))
     if settings.capture_sessions:
-        watcher = SessionWatcher(redis, settings, faces, lambda i: tracker(settings, len(specs) + i))
+        watcher = SessionWatcher(redis, settings, faces, lambda spec, i: tracker(settings, spec, len(specs) + i))
         jobs.append(("sessions", _essential("sessions", watcher.run(stop), stop)))
     if not jobs:
         raise typer.BadParameter(
@@ -139,7 +141,7 @@ def run(
         stop = asyncio.Event()
         stop_on_signals(stop)
         try:
-            runner = SourceRunner(spec, tracker(settings), producer, show, settings.capture_reconnect_s)
+            runner = SourceRunner(spec, tracker(settings, spec), producer, show, settings.capture_reconnect_s)
             return await runner.run(stop)
         finally:
             bar.close()

@@ -11,6 +11,7 @@ import numpy as np
 from emotune_common.labels import CROP_SIZE
 
 CASCADE = "haarcascade_frontalface_default.xml"
+MIN_WINDOW = 24  # pixels: the cascade's own window, the smallest face it can find
 Equalize = Literal["none", "hist", "clahe"]
 
 
@@ -18,7 +19,7 @@ Equalize = Literal["none", "hist", "clahe"]
 class DetectorOptions:
     scale_factor: float = 1.1
     min_neighbors: int = 5
-    min_size: int = 30  # pixels, in the full frame
+    min_face: float = 0.083  # the smallest face looked for, a share of the frame's shorter side (30 px at 360p)
     largest_only: bool = False
     margin: float = 0.0  # share of the box added on each side before cropping
     detect_width: int = 0  # downscale frames wider than this before detecting (0: never)
@@ -40,6 +41,11 @@ class FaceDetector:
     The cascade runs on a grayscale copy, downscaled to ``detect_width`` when the frame is wider
     (detection cost grows with the pixel count; boxes are scaled back), and the crop is taken from
     the full-resolution frame.
+
+    The smallest face looked for is relative to the frame (``min_face``), so that it means the same
+    at every resolution, and a source whose faces are big (a webcam: a face fills a third of its
+    frame) skips the small scales, which are the costly ones: on the sample video's frames a full
+    pass at 0.15 costs 63% of one at 0.083 (30 px), at 0.2 37%.
     """
 
     def __init__(self, options: DetectorOptions | None = None) -> None:
@@ -58,7 +64,7 @@ class FaceDetector:
         if o.detect_width and gray.shape[1] > o.detect_width:
             scale = o.detect_width / gray.shape[1]
             small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        min_size = max(1, round(o.min_size * scale))
+        min_size = max(MIN_WINDOW, round(o.min_face * min(small.shape)))
         boxes = self.cascade.detectMultiScale(
             small, scaleFactor=o.scale_factor, minNeighbors=o.min_neighbors, minSize=(min_size, min_size)
         )

@@ -165,11 +165,11 @@ class SessionWatcher:
         redis: aioredis.Redis,
         settings: CaptureSettings,
         faces: StreamProducer,
-        detectors: Callable[[int], Detects],
+        detectors: Callable[[SourceSpec, int], Detects],
         owner: str | None = None,
     ) -> None:
-        """``detectors(i)`` makes the detector of the ``i``-th session started here; ``owner`` names this
-        instance in the leases (default: the consumer name, else host and pid)."""
+        """``detectors(spec, i)`` makes the detector of ``spec``, the ``i``-th session started here;
+        ``owner`` names this instance in the leases (default: the consumer name, else host and pid)."""
         if settings.capture_lease_ms <= 1000 * settings.capture_poll_s:
             raise ValueError("capture_lease_ms must be longer than capture_poll_s, or leases lapse between renewals")
         self.redis = redis
@@ -299,7 +299,7 @@ class SessionWatcher:
             return  # another instance runs it
         self._started += 1
         stop = asyncio.Event()
-        runner = SourceRunner(spec, self.detectors(self._started - 1), self.faces,
+        runner = SourceRunner(spec, self.detectors(spec, self._started - 1), self.faces,
                               reconnect_s=self.settings.capture_reconnect_s)  # fmt: skip
         task = asyncio.create_task(runner.run(stop), name=f"session-{session_id}")
         task.add_done_callback(lambda _: self._wake.set())  # report an end or a failure at once

@@ -11,6 +11,9 @@ from emotune_common.settings import SourceSettings
 class CaptureSettings(SourceSettings):
     capture_sources: str = Field("", description="Sources to read, separated by spaces (see sources.py)")
     capture_uploads: bool = Field(True, description="Read browser-uploaded frames from emotune:frames")
+    capture_uploads_min_face: float = Field(
+        0.15, gt=0, lt=1, description="Smallest face in an uploaded frame (a laptop camera's face is big)"
+    )
     capture_fps: float = Field(10.0, ge=0, description="Default frame-rate cap of a source (0: none)")
     capture_session: str = Field("default", description="Session of a source that names none")
     capture_user: str = Field("default", description="User of a source that names none")
@@ -24,10 +27,14 @@ class CaptureSettings(SourceSettings):
     )
     detect_scale_factor: float = Field(1.1, gt=1.0)
     detect_min_neighbors: int = Field(5, ge=0)
-    detect_min_size: int = Field(30, ge=1)
+    detect_min_face: float = Field(
+        0.083, gt=0, lt=1, description="Smallest face, a share of the frame's shorter side (a source may set min_face)"
+    )
     detect_largest_only: bool = False
     detect_width: int = Field(0, ge=0, description="Downscale wider frames to this before detecting (0: never)")
-    detect_every: int = Field(5, ge=1, description="Full detection every N frames of a source, tracking between")
+    detect_every: int = Field(3, ge=1, description="Full detection every N frames of a source, tracking between")
+    detect_every_empty: int = Field(1, ge=1, description="Full detection every N frames while no face is tracked")
+    track_keep_missed: int = Field(1, ge=0, description="Full passes that may miss a tracked face before it is dropped")
     track_min_score: float = Field(0.6, gt=0, le=1, description="Template match below this: the face is lost")
     crop_margin: float = Field(0.0, ge=0, le=1)
     crop_equalize: Equalize = "none"
@@ -36,11 +43,12 @@ class CaptureSettings(SourceSettings):
         16_777_216, ge=1, description="Uploaded frames larger than this are refused from their header, undecoded"
     )
 
-    def detector_options(self) -> DetectorOptions:
+    def detector_options(self, min_face: float = 0.0) -> DetectorOptions:
+        """The detector's options; ``min_face`` (a source's own, when it names one) overrides the default."""
         return DetectorOptions(
             scale_factor=self.detect_scale_factor,
             min_neighbors=self.detect_min_neighbors,
-            min_size=self.detect_min_size,
+            min_face=min_face or self.detect_min_face,
             largest_only=self.detect_largest_only,
             margin=self.crop_margin,
             detect_width=self.detect_width,

@@ -7,8 +7,9 @@ A source is a URI-like string, so that one setting (or one REST field) can name 
     rtsp://host/stream            an RTSP or HTTP(S) stream, as OpenCV opens it
     images:/path/folder           the images of a folder, in name order
 
-Every source takes ``fps`` (a cap), ``session`` and ``user`` as query parameters, e.g.
-``video:clip.mp4?fps=10&session=s1&user=alice``; files and folders also ``loop=1``,
+Every source takes ``fps`` (a cap), ``session``, ``user`` and ``min_face`` (the smallest face
+looked for, as a share of the frame's shorter side: a webcam's faces are big, a crowd's small) as
+query parameters, e.g. ``video:clip.mp4?fps=10&session=s1&user=alice&min_face=0.2``; files and folders also ``loop=1``,
 ``realtime=0`` (read as fast as detection goes) and ``every_frame=1`` (detect every frame rather
 than the newest one, for offline processing and tests). The capture service opens and reads them
 (emotune_capture.sources).
@@ -37,6 +38,7 @@ class SourceSpec:
     loop: bool = False
     realtime: bool = True  # pace files at their own frame rate
     every_frame: bool = False  # wait for detection instead of dropping frames (files and folders only)
+    min_face: float = 0.0  # the smallest face, a share of the frame's shorter side (0: capture's default)
     session: str = ""
     user: str = ""
     raw: str = field(default="", compare=False)
@@ -74,6 +76,12 @@ def parse_source(text: str, default_session: str = "", default_user: str = "") -
         raise SourceError(f"{text!r}: fps must be a number") from None
     if fps < 0:
         raise SourceError(f"{text!r}: fps must be >= 0")
+    try:
+        min_face = float(query.get("min_face", 0))
+    except ValueError:
+        raise SourceError(f"{text!r}: min_face must be a number") from None
+    if not 0 <= min_face < 1:
+        raise SourceError(f"{text!r}: min_face is a share of the frame's shorter side, from 0 to 1")
     if kind == "webcam" and not target.isdigit():
         raise SourceError(f"{text!r}: a webcam is an index, e.g. webcam:0")
     return SourceSpec(
@@ -83,6 +91,7 @@ def parse_source(text: str, default_session: str = "", default_user: str = "") -
         loop=query.get("loop", "0") in _TRUE,
         realtime=query.get("realtime", "1") in _TRUE,
         every_frame=query.get("every_frame", "0") in _TRUE and kind in ("video", "images"),
+        min_face=min_face,
         session=query.get("session", default_session),
         user=query.get("user", default_user),
         raw=text,
