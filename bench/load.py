@@ -53,6 +53,7 @@ from tests.processes import ROOT, System, free_port, python_module, start_model_
 STREAMS = size("BENCH_LOAD_STREAMS", 8, 2)
 FPS = 10.0
 WORKERS = 2
+CAPTURE_PROCESSES = size("BENCH_LOAD_CAPTURE_PROCESSES", 2, 2)  # the streams split between them
 SECONDS = size("BENCH_LOAD_SECONDS", 60.0, 3.0)
 WARMUP_S = size("BENCH_LOAD_WARMUP_S", 10.0, 1.0)
 RSS_BOUND_MB = 30.0  # a process passes when it grew by at most this much ...
@@ -127,17 +128,19 @@ def _groups(client: redis.Redis) -> dict[str, dict]:
     return out
 
 
-def _per_source(capture_port: int) -> dict[str, dict[str, float]]:
+def _per_source(capture_ports: list[int]) -> dict[str, dict[str, float]]:
+    """Capture's per-source counters, over every capture process (each runs its own sources)."""
     counts: dict[str, dict[str, float]] = {}
-    for key, name in COUNTERS.items():
-        for labels, value in metric_samples(capture_port, name) or []:
-            counts.setdefault(labels["source"], {})[key] = value
+    for port in capture_ports:
+        for key, name in COUNTERS.items():
+            for labels, value in metric_samples(port, name) or []:
+                counts.setdefault(labels["source"], {})[key] = value
     return counts
 
 
-def _snapshot(client: redis.Redis, capture_port: int, pids: dict[str, int]) -> dict:
+def _snapshot(client: redis.Redis, capture_ports: list[int], pids: dict[str, int]) -> dict:
     stats = {k.decode(): int(v) for k, v in client.hgetall("emotune:stats:emotune:faces").items()}
-    return {"t": time.monotonic(), "wall_us": time.time_ns() // 1000, "sources": _per_source(capture_port),
+    return {"t": time.monotonic(), "wall_us": time.time_ns() // 1000, "sources": _per_source(capture_ports),
             "rss": {n: rss_mb(p) for n, p in pids.items()}, "cpu": {n: cpu_s(p) for n, p in pids.items()},
             "bench_cpu": time.process_time(), "machine": machine_cpu_s(), "faces_stats": stats,
             "loadavg": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
@@ -152,17 +155,17 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def measure(recommender_models: Path, workdir: Path, seconds: float = SECONDS, warmup_s: float = WARMUP_S,
-            streams: int = STREAMS, fps: float = FPS, workers: int = WORKERS,
-            appendfsync: str = "always", drain_s: float = DRAIN_S) -> dict:  # fmt: skip
+            streams: int = STREAMS, fps: float = FPS, workers: int = WORKERS, appendfsync: str = "always",
+            drain_s: float = DRAIN_S, captures: int = CAPTURE_PROCESSES) -> dict:  # fmt: skip
     """Run the whole system, over private Redis servers (the main one with AOF on, fsync ``appendfsync``), with
-    ``streams`` looping sources at ``fps`` for ``warmup_s`` + ``seconds``, then let it drain; the figures (see
-    the module's docstring)."""
+    ``streams`` looping sources at ``fps`` split between ``captures`` capture processes for ``warmup_s`` +
+    ``seconds``, then let it drain; the figures (see the module's docstring)."""
     system = System(workdir, recommender_models=recommender_models, appendonly=True, appendfsync=appendfsync)
-    return asyncio.run(_measure(system, seconds, warmup_s, streams, fps, workers, drain_s))
+    return asyncio.run(_measure(system, seconds, warmup_s, streams, fps, workers, drain_s, captures))
 
 
 async def _measure(system: System, seconds: float, warmup_s: float, streams: int, fps: float, workers: int,
-                   drain_within: float) -> dict:  # fmt: skip
+                   drain_within: float, captures: int) -> dict:  # fmt: skip
     workdir, url = system.workdir, system.redis.url
     client = redis.Redis.from_url(url)
     users = [f"load{i}" for i in range(streams)]
@@ -197,8 +200,11 @@ async def _measure(system: System, seconds: float, warmup_s: float, streams: int
         await asyncio.to_thread(wait_until, lambda: metric(gateway_port, "emotune_gateway_subscribers") == streams, 30,
                                 "the subscriptions")  # fmt: skip
 
-        capture = system.start_capture(**SOURCES_ONLY, EMOTUNE_CAPTURE_SOURCES=" ".join(sources))
-        await asyncio.to_thread(wait_until, lambda: system.check() or len(_per_source(capture.ops)) == streams, 60,
+        capture = [system.start_capture(f"capture-{i}" if i else "capture", **SOURCES_ONLY,
+                                        EMOTUNE_CAPTURE_SOURCES=" ".join(sources[i::captures]))
+                   for i in range(captures)]  # fmt: skip
+        ports = [c.ops for c in capture]
+        await asyncio.to_thread(wait_until, lambda: system.check() or len(_per_source(ports)) == streams, 60,
                                 "every source read")  # fmt: skip
         pids = {name: s.process.pid for name, s in system.services.items()}
         pids["redis"] = int(client.info("server")["process_id"])
@@ -217,12 +223,13 @@ async def _measure(system: System, seconds: float, warmup_s: float, streams: int
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started) % 1.0))
 
         await sample_until(started + warmup_s)
-        first = await asyncio.to_thread(_snapshot, client, capture.ops, pids)
+        first = await asyncio.to_thread(_snapshot, client, ports, pids)
         await sample_until(first["t"] + seconds)
-        last = await asyncio.to_thread(_snapshot, client, capture.ops, pids)
+        last = await asyncio.to_thread(_snapshot, client, ports, pids)
         in_window = [s for s in series if first["t"] - started <= s["t"] <= last["t"] - started]
 
-        capture.stop()
+        for c in capture:
+            c.stop()
         drain_started = time.monotonic()
 
         def drained() -> bool:
@@ -249,7 +256,8 @@ async def _measure(system: System, seconds: float, warmup_s: float, streams: int
         client.close()
         system.stop()
     return _figures({
-        "streams": streams, "fps": fps, "workers": workers, "seconds": seconds, "warmup_s": warmup_s,
+        "streams": streams, "fps": fps, "workers": workers, "captures": captures, "seconds": seconds,
+        "warmup_s": warmup_s,
         "first": first, "last": last, "series": in_window, "tail": tail, "subs": subs, "users": users,
         "drain_s": drain_s, "after_drain": after_drain, "dead_letters": dead_letters,
     })  # fmt: skip
@@ -343,7 +351,8 @@ def _figures(r: dict) -> dict:
     complete = (drops["crops_without_event"] == 0 and drops["faces_stream_dropped"] == 0 and missing == 0
                 and r["drain_s"] is not None and sum(r["dead_letters"].values()) == 0)  # fmt: skip
     return {
-        "streams": r["streams"], "fps_asked": fps, "inference_workers": r["workers"], "seconds": round(elapsed, 1),
+        "streams": r["streams"], "fps_asked": fps, "inference_workers": r["workers"],
+        "capture_processes": r["captures"], "seconds": round(elapsed, 1),
         "warmup_s": r["warmup_s"], "loadavg_window_start": first["loadavg"], "loadavg_window_end": last["loadavg"],
         "frame_rate": {"min_fps": min(processed_fps), "mean_fps": round(float(np.mean(processed_fps)), 2),
                        "max_fps": max(processed_fps), "held_min": round(min(processed_fps) / fps, 3)},
@@ -420,8 +429,9 @@ def markdown(r: dict) -> str:
     return "\n".join([
         f"## Load: {r['streams']} streams at {r['fps_asked']:g} fps for {r['seconds']:.0f} s through the whole system",
         "",
-        f"Real processes on this {cpu['cores']}-core machine: redis-server (AOF on), model server, capture with "
-        f"{r['streams']} looping sources of the sample video at {r['fps_asked']:g} fps each (newest-frame mode), "
+        f"Real processes on this {cpu['cores']}-core machine: redis-server (AOF on), model server, "
+        f"{r.get('capture_processes', 1)} capture process(es) sharing {r['streams']} looping sources of the sample "
+        f"video at {r['fps_asked']:g} fps each (newest-frame mode), "
         f"{r['inference_workers']} inference workers, recommender, gateway with one WebSocket subscriber per stream's "
         f"user. Measured over {r['seconds']:.0f} s after a {r['warmup_s']:g} s warm-up; 1-minute load average "
         f"{r.get('loadavg_before_start', r['loadavg_window_start'])[0]} before starting, "

@@ -5,6 +5,11 @@ Each client sends requests of 8 faces (real FER-2013 validation faces), so with 
 server can merge 8 concurrent requests into one model call of 64 (models/batching.config's limit);
 in-process calls the same SavedModel with batches of 64 directly; with batching off each request is
 its own model call of 8.
+
+Then every committed version side by side (the oldest and the newest, say version 1 and version 2):
+one server holding both (a ``specific`` version policy), the same clients naming the version in
+their requests, in alternating rounds, the median of each. A newer version must keep at least 75%
+of the oldest's images/s.
 """
 
 from __future__ import annotations
@@ -19,11 +24,21 @@ import numpy as np
 
 from bench.sizes import size
 from emotune_common.settings import default_data_dir
-from tests.processes import latest_model_dir, start_model_server
+from tests.processes import committed_versions, latest_model_dir, start_model_server
 
 CLIENTS = 8
 PER_REQUEST = 8
 SECONDS = size("BENCH_MODELSERVER_SECONDS", 15.0, 1.0)
+ROUNDS = size("BENCH_MODELSERVER_ROUNDS", 3, 1)
+SERVE_VERSIONS = """model_config_list {{
+  config {{
+    name: "emotion_cnn"
+    base_path: "/models/emotion_cnn"
+    model_platform: "tensorflow"
+    model_version_policy {{ specific {{ {versions} }} }}
+  }}
+}}
+"""
 
 
 def _faces(n: int) -> np.ndarray:
@@ -45,8 +60,10 @@ def _in_process(images: np.ndarray, batch: int) -> float:
     return done / (time.perf_counter() - started)
 
 
-def _over_grpc(images: np.ndarray, port: int) -> tuple[float, float]:
-    """(images/s, p99 request latency in ms) for CLIENTS threads sending PER_REQUEST faces each."""
+def _over_grpc(images: np.ndarray, port: int, version: int | None = None,
+               seconds: float = SECONDS) -> tuple[float, float]:  # fmt: skip
+    """(images/s, p99 request latency in ms) for CLIENTS threads sending PER_REQUEST faces each, to
+    ``version`` (default: the one the server serves)."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -54,6 +71,8 @@ def _over_grpc(images: np.ndarray, port: int) -> tuple[float, float]:
     for i in range(CLIENTS):
         r = predict_pb2.PredictRequest()
         r.model_spec.name = "emotion_cnn"
+        if version is not None:
+            r.model_spec.version.value = version
         r.inputs["images"].CopyFrom(tf.make_tensor_proto(images[i * PER_REQUEST : (i + 1) * PER_REQUEST]))
         requests.append(r)
     latencies: list[float] = []
@@ -77,7 +96,7 @@ def _over_grpc(images: np.ndarray, port: int) -> tuple[float, float]:
     counts[:] = [0] * CLIENTS
     latencies.clear()
     started = time.perf_counter()
-    time.sleep(SECONDS)
+    time.sleep(seconds)
     stop.set()
     elapsed = time.perf_counter() - started
     for t in threads:
@@ -104,7 +123,29 @@ def run(redis_url: str) -> dict:
     result["in_process_batch8_img_s"] = round(_in_process(images, PER_REQUEST))
     result["ratio_batching_on"] = round(result["grpc_batching_on_img_s"] / result["in_process_batch64_img_s"], 3)
     result["ratio_batching_off"] = round(result["grpc_batching_off_img_s"] / result["in_process_batch64_img_s"], 3)
+    result["versions"] = _versions_side_by_side(images)
     return result
+
+
+def _versions_side_by_side(images: np.ndarray) -> dict:
+    """Images/s (batching on) of each committed version from one server, in alternating rounds."""
+    versions = committed_versions()
+    rates: dict[int, list[float]] = {v: [] for v in versions}
+    config = SERVE_VERSIONS.format(versions=" ".join(f"versions: {v}" for v in versions))
+    with tempfile.TemporaryDirectory(prefix="emotune-bench-") as workdir:
+        server = start_model_server(Path(workdir), poll_seconds=1.0, versions=tuple(versions), committed=True,
+                                    config=config, env={"EMOTUNE_LOG_LEVEL": "WARNING"})  # fmt: skip
+        try:
+            for _ in range(ROUNDS):
+                for version in versions:
+                    rates[version].append(_over_grpc(images, server.port, version, SECONDS / 2)[0])
+        finally:
+            server.stop()
+    median = {v: float(np.median(r)) for v, r in rates.items()}
+    oldest = versions[0]
+    return {"rounds": ROUNDS, "seconds_a_round": SECONDS / 2,
+            "img_s": {str(v): round(m) for v, m in median.items()},
+            "vs_oldest": {str(v): round(m / median[oldest], 3) for v, m in median.items()}}  # fmt: skip
 
 
 def markdown(r: dict) -> str:
@@ -113,7 +154,7 @@ def markdown(r: dict) -> str:
             "## Model server: images per second over gRPC",
             "",
             f"{r['clients']} concurrent clients, {r['faces_per_request']} faces a request, {r['seconds']:.0f} s a "
-            "measurement, the committed emotion CNN (each face is scored with its mirror image).",
+            "measurement, the latest committed version of the emotion CNN.",
             "",
             "| path | images/s | vs in-process at 64 | p99 request latency |",
             "| --- | ---: | ---: | ---: |",
@@ -125,5 +166,20 @@ def markdown(r: dict) -> str:
             f"| in-process, batches of 8 | {r['in_process_batch8_img_s']:,} | | |",
             "",
             "Floor: gRPC with batching at least 70% of in-process throughput.",
+            "",
+            "### Versions side by side",
+            "",
+            f"One server holding every committed version, the same {r['clients']} clients naming the version, "
+            f"batching on, {r['versions']['rounds']} alternating rounds of {r['versions']['seconds_a_round']:.1f} s, "
+            "the median of each:",
+            "",
+            "| version | images/s | vs the oldest |",
+            "| --- | ---: | ---: |",
+            *(
+                f"| {v} | {rate:,} | {r['versions']['vs_oldest'][v]:.0%} |"
+                for v, rate in r["versions"]["img_s"].items()
+            ),
+            "",
+            "Floor: a newer version keeps at least 75% of the oldest's images/s.",
         ]
     )

@@ -261,15 +261,19 @@ class ModelServer:
 
 def start_model_server(workdir: Path, batching: str | None = None, poll_seconds: float = 0.2,
                        versions: tuple[int, ...] = (1,), port: int | None = None,
-                       env: Mapping[str, str] | None = None) -> ModelServer:  # fmt: skip
+                       env: Mapping[str, str] | None = None, committed: bool = False,
+                       config: str | None = None) -> ModelServer:  # fmt: skip
     """A model server over a private copy of models/ in ``workdir`` (so a test may add versions to it), once it
-    answers; ``env`` adds to its environment."""
+    answers; ``env`` adds to its environment.
+
+    Each of ``versions`` is a copy of the latest committed version, or with ``committed`` of the committed
+    version of that number; ``config`` replaces models.config's text (to serve several versions, say)."""
     base = workdir / "models"
     (base / MODEL).mkdir(parents=True)
-    shutil.copy(MODELS / "models.config", base / "models.config")
+    (base / "models.config").write_text(config or (MODELS / "models.config").read_text())
     (base / "batching.config").write_text(batching or (MODELS / "batching.config").read_text())
     for version in versions:
-        shutil.copytree(latest_model_dir(), base / MODEL / str(version))
+        shutil.copytree(MODELS / MODEL / str(version) if committed else latest_model_dir(), base / MODEL / str(version))
     port, metrics_port = port or free_port(), free_port()
     service = spawn("modelserver", python_module("emotune_modelserver"), {
         "EMOTUNE_MODEL_CONFIG_FILE": str(base / "models.config"),
@@ -353,9 +357,9 @@ class System:
             EMOTUNE_FRAMES_REDIS_URL=self.frames.url, **env,
         ), self.gateway_port)  # fmt: skip
 
-    def start_capture(self, **env: str) -> Service:
+    def start_capture(self, name: str = "capture", **env: str) -> Service:
         ops = free_port()
-        return self.spawn("capture", python_module("emotune_capture", "serve"), self.env(
+        return self.spawn(name, python_module("emotune_capture", "serve"), self.env(
             EMOTUNE_FRAMES_REDIS_URL=self.frames.url, EMOTUNE_METRICS_PORT=str(ops), **env,
         ), ops)  # fmt: skip
 
