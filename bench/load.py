@@ -416,6 +416,27 @@ def run(redis_url: str) -> dict:
     return result
 
 
+def _scaling(r: dict) -> str:
+    """What limits the next stream, and what one more core of capture would give, from this run's CPU."""
+    cpu, streams = r["cpu"], r["streams"]
+    by = cpu["by_process_pct"]
+    capture = sum(v for n, v in by.items() if n.startswith("capture"))
+    scoring = sum(v for n, v in by.items() if n.startswith("inference") or n == "modelserver")
+    rest = cpu["ours_pct"] - capture - scoring
+    parts = {"capture (detection)": capture, "scoring": scoring, "the rest": rest}
+    biggest = max(parts, key=parts.get)
+    return (
+        f"Where the CPU goes, per stream at {r['fps_asked']:g} fps: capture {capture / streams:.1f}% of a core, "
+        f"scoring (workers and model server) {scoring / streams:.1f}%, the rest (Redis, recommender, gateway) "
+        f"{rest / streams:.1f}%: {cpu['ours_pct'] / streams:.1f}% in all, so this machine's "
+        f"{cpu['cores'] * 100}% holds about {cpu['cores'] * 100 / (cpu['ours_pct'] / streams):.0f} streams, and "
+        f"{biggest} is {parts[biggest] / max(cpu['ours_pct'], 1e-9):.0%} of the work and limits the next step. "
+        f"Capture processes share the sessions, so a core more of capture (a third core, or a second machine running "
+        f"capture) holds about {100 / max(capture / streams, 1e-9):.0f} more streams' detection, and the scoring of "
+        f"about {100 / max(scoring / streams, 1e-9):.0f} streams fits in a core of workers and model server."
+    )
+
+
 def markdown(r: dict) -> str:
     fr, lat, drops, cpu = r["frame_rate"], r["latency"], r["drops"], r["cpu"]
     streams = " ".join(f"{s['processed_fps']:.1f}" for s in r["per_stream"])
@@ -459,6 +480,8 @@ def markdown(r: dict) -> str:
         f"{d['emotion_entries']} emotion events not delivered to their subscriber, dead letters "
         f"{sum(drops['dead_letters'].values())}; drained in {r['drain_s']} s after capture stopped. "
         + ("Nothing lost." if r["complete"] else "INCOMPLETE."),
+        "",
+        _scaling(r),
         "",
         f"Resident memory (bound: {r['memory_bound']}):",
         "",
