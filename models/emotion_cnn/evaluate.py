@@ -92,24 +92,35 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return {key: [float(r[key]) for r in rows] for key in rows[0]} if rows else {}
 
 
-def plot_history(history: dict[str, list[float]], path: Path) -> None:
+def training_runs(base: Path = HERE) -> dict[str, dict[str, list[float]]]:
+    """The history of every training run kept: version 1's, then runs/<name>.csv (later runs)."""
+    later = sorted((base / "runs").glob("*.csv"))
+    files = [("version 1", base / "training_history.csv"), *((p.stem, p) for p in later)]
+    return {name: read_history(path) for name, path in files if path.exists()}
+
+
+def plot_runs(runs: dict[str, dict[str, list[float]]], path: Path) -> None:
+    """Loss and accuracy by epoch of every run, train dashed and validation solid, one colour a run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [e + 1 for e in history["epoch"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(epochs, history["loss"], label="train")
-    left.plot(epochs, history["val_loss"], label="validation")
-    left.set_title("loss")
-    right.plot(epochs, history["accuracy"], label="train (augmented)")
-    right.plot(epochs, history["val_accuracy"], label="validation")
-    right.set_title("accuracy")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (name, history) in enumerate(runs.items()):
+        epochs = [e + 1 for e in history["epoch"]]
+        colour = f"C{i}"
+        left.plot(epochs, history["loss"], "--", color=colour, alpha=0.6)
+        left.plot(epochs, history["val_loss"], color=colour, label=name)
+        right.plot(epochs, history["accuracy"], "--", color=colour, alpha=0.6)
+        best = max(history["val_accuracy"])
+        right.plot(epochs, history["val_accuracy"], color=colour, label=f"{name} (best {best:.1%})")
+    left.set_title("loss (dashed: train, augmented)")
+    right.set_title("accuracy, one view (dashed: train, augmented)")
     for ax in (left, right):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -152,6 +163,7 @@ class VersionScores:
     speed: float
     size: float
     training: dict
+    release: dict
 
 
 def score_version(model_dir: Path, images: np.ndarray, labels: np.ndarray) -> VersionScores:
@@ -159,11 +171,12 @@ def score_version(model_dir: Path, images: np.ndarray, labels: np.ndarray) -> Ve
 
     probabilities = predict(model_dir, images)
     matrix = confusion(labels, probabilities.argmax(axis=1))
-    training = model_dir / "training.json"
+    training, release = model_dir / "training.json", model_dir / "release.json"
     return VersionScores(
         f"version {model_dir.name}", float((probabilities.argmax(axis=1) == labels).mean()), per_class(matrix),
         matrix, reliability(probabilities, labels), images_per_second(model_dir, images), size_mb(model_dir),
         json.loads(training.read_text()) if training.exists() else {},
+        json.loads(release.read_text()) if release.exists() else {},
     )  # fmt: skip
 
 
@@ -209,7 +222,34 @@ def report(scores: list[VersionScores], data: Path, faces: int, curves: bool) ->
     for v in scores:
         if v.training:
             lines += [f"Training run of {v.name}: " + ", ".join(f"{k} {x}" for k, x in v.training.items()), ""]
+    for v in scores:
+        if v.release:
+            lines += _release_section(v.name, v.release)
+    if (HERE / "what_helped.md").exists():
+        lines += [(HERE / "what_helped.md").read_text()]
     return "\n".join(lines)
+
+
+def _release_section(name: str, release: dict) -> list[str]:
+    """What ``models.emotion_cnn.release`` weighed for a version, from its release.json."""
+    chosen = release["chosen"]
+    rows = [f"| {' + '.join(Path(n).name for n in c['networks'])} | {' + '.join(c['views'])} | {c['passes']} | "
+            f"{c['val_accuracy']:.2%} | {c['val_nll']:.3f} |" for c in release["candidates"]]  # fmt: skip
+    return [
+        f"## How {name} was chosen",
+        "",
+        f"Every combination of the networks and views within {release['budget_passes']} forward passes a face, "
+        "on validation (before the temperature):",
+        "",
+        "| networks | views | passes | accuracy | NLL |",
+        "| --- | --- | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"Chosen: {' + '.join(Path(n).name for n in chosen['networks'])} x {' + '.join(chosen['views'])}; "
+        f"temperature {release['temperature']}, validation ECE {release['val_ece_before']} -> "
+        f"{release['val_ece_after']}.",
+        "",
+    ]
 
 
 @app.command()
@@ -233,10 +273,10 @@ def main(
     for v in scores:
         plot_confusion(v.matrix, out / f"confusion_matrix_{v.name.split()[-1]}.png", f"{v.name}: {v.accuracy:.1%}")
     plot_reliability({v.name: v.calibration for v in scores}, out / "reliability.png", f"reliability on {data.name}")
-    history_file = HERE / "training_history.csv"
-    curves = history_file.exists()
+    runs = training_runs()
+    curves = bool(runs)
     if curves:
-        plot_history(read_history(history_file), out / "training_curves.png")
+        plot_runs(runs, out / "training_curves.png")
     (out / "REPORT.md").write_text(report(scores, data, len(labels), curves))
     typer.echo("; ".join(f"{v.name} accuracy {v.accuracy:.4f}" for v in scores) + f"; wrote {out / 'REPORT.md'}")
 
