@@ -63,9 +63,9 @@ def export_savedmodel(
         passes = [member(VIEWS[view](images), training=False) for member in members for view in views]
         return {OUTPUT_KEY: calibrated(tf.add_n(passes) / len(passes), temperature)}
 
+    # The endpoint tracks the variables it uses; tracking the networks as well would store each weight
+    # twice (Keras's ExportArchive does not deduplicate the two), doubling the version's size.
     archive = keras.export.ExportArchive()
-    for member in members:
-        archive.track(member)
     archive.add_endpoint(
         name=SIGNATURE,
         fn=serve,
