@@ -24,6 +24,11 @@ publishes any more (producers trim for age as they publish too).
 
 Redis going away is backed off from with jitter, forever, until a stop is asked for. A stop lets the
 batch in hand finish and be acknowledged, then returns.
+
+On a Redis Cluster (emotune_common.redis_client) the same code runs on a shard's hash-tagged stream
+(emotune_common.shards): the transaction's keys are the input stream's and its shard's, one slot. An
+output to another slot is written before the transaction, as an output to another Redis is; while a
+resharding moves the slot, a refused transaction is tried again in place (``_transact_while_slot_moves``).
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from google.protobuf.message import Message
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
@@ -46,7 +52,7 @@ from emotune_common import metrics
 from emotune_common.codec import DecodeError, EntryTooLarge, decode, encode, entry_size
 from emotune_common.logs import get_logger
 from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import TRANSIENT_ERRORS
+from emotune_common.redis_client import SLOT_MOVING_ERRORS, TRANSIENT_ERRORS, Client
 from emotune_common.settings import StreamSettings
 from emotune_common.streams import dead_letter_stream
 
@@ -100,7 +106,7 @@ class StreamConsumer:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Client,
         stream: str,
         group: str,
         handler: Handler,
@@ -111,6 +117,8 @@ class StreamConsumer:
         start_id: str = "0",
         expire_every_s: float = 60.0,
     ) -> None:
+        if "{" in group or "}" in group:  # its handled-id sets would hash by the group's tag, not the stream's
+            raise ValueError(f"a consumer group's name has no braces: {group!r}")
         self.redis = redis
         self.stream = stream
         self.group = group
@@ -127,6 +135,8 @@ class StreamConsumer:
         self.expire_every_s = expire_every_s
         self._next_expire = 0.0
         self._stop: asyncio.Event | None = None
+        self._slot = key_slot(stream.encode())
+        self._outside_slot: set[str] = set()  # outputs to other cluster slots, logged once each
         retention = self.settings.retention_s
         self._expiring: dict[str, StreamProducer] = {  # streams aged out by this consumer; outputs join
             name: StreamProducer(redis, name, maxlen=None, retention_s=retention) for name in (stream, self.dlq)
@@ -392,12 +402,30 @@ class StreamConsumer:
             return
         elsewhere: dict[StreamProducer, list[Message]] = {}
         for producer, message in publish:
-            if producer.redis is not self.redis:
+            if not self._joins_transaction(producer):
                 elsewhere.setdefault(producer, []).append(message)
         for producer, messages in elsewhere.items():
             await self._publish_elsewhere(producer, messages, done)
             self._expiring.setdefault(producer.stream, producer)
         publish = [(p, m) for p, m in publish if p not in elsewhere]
+        try:
+            await self._transact(publish, done, dead, by_id, handled_ids)
+        except SLOT_MOVING_ERRORS as e:
+            async with self._kept_claimed(list(by_id)):
+                await self._transact_while_slot_moves(e, publish, done, dead, by_id, handled_ids)
+        for producer, _ in publish:
+            self._expiring.setdefault(producer.stream, producer)
+            await producer.published(1)
+
+    async def _transact(
+        self,
+        publish: list[tuple[StreamProducer, Message]],
+        done: list[str],
+        dead: dict[str, str],
+        by_id: dict[str, _Raw],
+        handled_ids: list[str],
+    ) -> None:
+        """The MULTI/EXEC of :meth:`_commit`."""
         async with self.redis.pipeline(transaction=True) as tx:
             for producer, message in publish:
                 tx.xadd(producer.stream, encode(message))
@@ -415,9 +443,49 @@ class StreamConsumer:
             if done:
                 tx.xack(self.stream, self.group, *done)
             await tx.execute()
-        for producer, _ in publish:
-            self._expiring.setdefault(producer.stream, producer)
-            await producer.published(1)
+
+    async def _transact_while_slot_moves(
+        self,
+        error: Exception,
+        publish: list[tuple[StreamProducer, Message]],
+        done: list[str],
+        dead: dict[str, str],
+        by_id: dict[str, _Raw],
+        handled_ids: list[str],
+    ) -> None:
+        """Try the transaction again, with backoff, until the cluster slot it is in has moved (or a stop is
+        asked for: the entries then stay pending). While a resharding moves the slot key by key, a transaction
+        whose keys are split between the two masters is refused whole (ASK, TRYAGAIN: none of it ran), after
+        redis-py's own few tries. Reading the entries again instead would count a delivery each time, and a
+        slow move would send healthy entries to the dead-letter stream."""
+        backoff = 0.05
+        while True:
+            if self._stop is None or self._stop.is_set():
+                raise error
+            log.warning("commit_retried", stream=self.stream, group=self.group, count=len(by_id),
+                        error=f"{type(error).__name__}: {error}", retry_in_s=backoff)  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff)
+            try:
+                await self._transact(publish, done, dead, by_id, handled_ids)
+                return
+            except SLOT_MOVING_ERRORS as e:
+                error, backoff = e, min(2 * backoff, 1.0)
+
+    def _joins_transaction(self, producer: StreamProducer) -> bool:
+        """Whether ``producer``'s outputs can be written in the transaction of the acknowledgement: the same
+        Redis and, on a cluster, the same slot as the input stream (a shard's streams share one). An output
+        to another slot of a cluster would fail the transaction (CROSSSLOT): it is written before it, as an
+        output to another Redis is, and logged once, since a shard's outputs belong to the same shard."""
+        if producer.redis is not self.redis:
+            return False
+        if not isinstance(self.redis, RedisCluster) or key_slot(producer.stream.encode()) == self._slot:
+            return True
+        if producer.stream not in self._outside_slot:
+            self._outside_slot.add(producer.stream)
+            log.warning("output_outside_slot", stream=self.stream, output=producer.stream,
+                        written="before the acknowledgement, not in its transaction")  # fmt: skip
+        return False
 
     async def _publish_elsewhere(self, producer: StreamProducer, messages: list[Message], entry_ids: list[str]) -> None:
         """Write outputs to another Redis, retrying while it is away (until a stop is asked for), the

@@ -8,13 +8,12 @@ import time
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 
-import redis.asyncio as aioredis
 from google.protobuf.message import Message
 
 from emotune_common import metrics
 from emotune_common.codec import encode
 from emotune_common.logs import get_logger
-from emotune_common.redis_client import TRANSIENT_ERRORS
+from emotune_common.redis_client import TRANSIENT_ERRORS, Client
 from emotune_common.settings import StreamSettings
 from emotune_common.streams import stats_key
 
@@ -46,7 +45,7 @@ class StreamProducer:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Client,
         stream: str,
         maxlen: int | None,
         slack: int | None = None,
@@ -131,7 +130,7 @@ class StreamProducer:
                 return evicted, dropped
 
 
-async def stream_stats(redis: aioredis.Redis, stream: str) -> dict[str, int]:
+async def stream_stats(redis: Client, stream: str) -> dict[str, int]:
     """Length and the shared trimmed/dropped counters of a stream."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.xlen(stream)
