@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from emotune_common.settings import default_data_dir
 
+from .cluster import RedisCluster
 from .processes import ROOT, RedisServer, free_port
 
 DATA_DIR = default_data_dir()
@@ -57,6 +58,17 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A Redis Cluster of 3 masters and 3 replicas for the session, with AOF (so that a master restarted
+    without a failover has its data). A test that kills a node starts it again and waits until the cluster
+    is whole before it ends; tests keep to their own key names."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"), appendonly=True)
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

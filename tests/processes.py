@@ -4,7 +4,8 @@ waits for them, reads their logs and stops them.
 - :class:`Service`: one process (name, command line, environment, log; ``alive``, ``tail()``, ``stop()``),
   started by :func:`spawn`; :func:`stop` ends several (SIGTERM, then SIGKILL); :func:`wait_http` and
   :func:`wait_grpc` wait until one answers, :func:`wait_until` for anything else.
-- :class:`RedisServer`: a private redis-server on a free port, with or without AOF, that can be restarted.
+- :class:`RedisServer`: a private redis-server on a free port, with or without AOF, that can be restarted
+  (tests/cluster.py makes a Redis Cluster of them).
 - :func:`start_model_server`: the model server over a copy of the committed emotion CNN.
 - :class:`System`: the services of a whole emotune system over two private Redis servers, as deployed:
   the main one and one for raw frames that keeps nothing on disk. The browser tests, the fault tests and
@@ -191,6 +192,7 @@ class RedisServer:
     workdir: Path
     appendonly: bool
     appendfsync: str = "always"  # with AOF; "everysec" is how it is deployed (docker-compose.yml, deploy/k8s)
+    extra: tuple[str, ...] = ()  # more redis-server options (a cluster node's, say)
     process: subprocess.Popen | None = None
 
     @property
@@ -203,7 +205,8 @@ class RedisServer:
             raise RuntimeError("redis-server is not on PATH (apt-get install redis-server)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         aof = ["--appendonly", "yes", "--appendfsync", self.appendfsync] if self.appendonly else ["--appendonly", "no"]
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir), "--save", "", *aof]
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir), "--save", "", *aof,
+                *self.extra]  # fmt: skip
         self.process = process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
 
