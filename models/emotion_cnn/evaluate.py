@@ -232,8 +232,12 @@ def report(scores: list[VersionScores], data: Path, faces: int, curves: bool) ->
 
 def _release_section(name: str, release: dict) -> list[str]:
     """What ``models.emotion_cnn.release`` weighed for a version, from its release.json."""
+
+    def names(networks: list[str]) -> str:  # a run's checkpoint by its folder, an exported version by its number
+        return " + ".join(Path(n).parent.name if n.endswith(".h5") else f"version {Path(n).name}" for n in networks)
+
     chosen = release["chosen"]
-    rows = [f"| {' + '.join(Path(n).name for n in c['networks'])} | {' + '.join(c['views'])} | {c['passes']} | "
+    rows = [f"| {names(c['networks'])} | {' + '.join(c['views'])} | {c['passes']} | "
             f"{c['val_accuracy']:.2%} | {c['val_nll']:.3f} |" for c in release["candidates"]]  # fmt: skip
     return [
         f"## How {name} was chosen",
@@ -245,7 +249,7 @@ def _release_section(name: str, release: dict) -> list[str]:
         "| --- | --- | ---: | ---: | ---: |",
         *rows,
         "",
-        f"Chosen: {' + '.join(Path(n).name for n in chosen['networks'])} x {' + '.join(chosen['views'])}; "
+        f"Chosen: {names(chosen['networks'])} x {' + '.join(chosen['views'])}; "
         f"temperature {release['temperature']}, validation ECE {release['val_ece_before']} -> "
         f"{release['val_ece_after']}.",
         "",
