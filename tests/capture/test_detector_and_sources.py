@@ -135,10 +135,12 @@ class FakeClock:
 
 async def test_a_slow_detector_drops_old_frames_instead_of_blocking_the_source():
     spec = parse_source(f"video:{VIDEO}?realtime=0")  # the reader goes as fast as it can
-    counts = await SourceRunner(spec, FaceDetector(), producer=None).run(asyncio.Event())
+    runner = SourceRunner(spec, FaceTracker(FaceDetector()), producer=None)
+    counts = await runner.run(asyncio.Event())
     assert counts.read == 275
     assert counts.dropped > 0
     assert counts.processed + counts.dropped == counts.read
+    assert runner.detector.shed  # it told its tracker, which shed the optional passes
 
 
 async def test_a_video_in_real_time_with_a_cap_keeps_a_third_of_its_frames():
@@ -188,6 +190,24 @@ def test_a_cut_is_detected_again_at_once_and_a_face_that_leaves_is_dropped():
     assert (after_cut.x, after_cut.y, after_cut.width) == (at_biden.x, at_biden.y, at_biden.width)
     assert tracker.full_passes == 2
     assert tracker.detect(blank) == [] and tracker.detect(blank) == []
+
+
+def test_a_tracker_behind_sheds_its_optional_full_passes_until_it_keeps_up_again():
+    frames = video_frames(VIDEO)[:120]
+    full, shed = FaceTracker(FaceDetector()), FaceTracker(FaceDetector())
+    shed.note_pressure(0.2)  # a fifth of the source's frames dropped
+    assert shed.shed and not full.shed
+    for frame in frames:
+        full.detect(frame)
+        assert shed.detect(frame) is not None
+    assert shed.full_passes < 0.6 * full.full_passes
+    shed.note_pressure(0.03)  # below the threshold, above a fifth of it: still shedding (no flapping)
+    assert shed.shed
+    shed.note_pressure(0.005)
+    assert not shed.shed
+    never = FaceTracker(FaceDetector(), shed_at=0)
+    never.note_pressure(1.0)
+    assert not never.shed
 
 
 def test_a_larger_minimum_face_skips_the_small_ones_and_a_source_or_the_uploads_set_their_own():

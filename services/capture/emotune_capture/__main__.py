@@ -39,7 +39,7 @@ def tracker(settings: CaptureSettings, spec: SourceSpec, index: int = 0) -> Face
     between; sources take turns for their first full pass."""
     return FaceTracker(FaceDetector(settings.detector_options(spec.min_face)), settings.detect_every,
                        min_score=settings.track_min_score, offset=index, every_empty=settings.detect_every_empty,
-                       keep_missed=settings.track_keep_missed)  # fmt: skip
+                       keep_missed=settings.track_keep_missed, shed_at=settings.detect_shed_at)  # fmt: skip
 
 
 async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:

@@ -28,6 +28,7 @@ from emotune.v1 import messages_pb2
 from emotune_capture import metrics
 from emotune_capture.crops import Detects, face_crops
 from emotune_capture.sources import Pacer, native_fps, open_frames
+from emotune_capture.tracker import FaceTracker
 from emotune_common.egress import StreamRefused, redacted
 from emotune_common.ids import now_us
 from emotune_common.logs import get_logger
@@ -38,6 +39,7 @@ log = get_logger("emotune.capture")
 
 RECONNECT_FIRST_S = 0.5  # the wait before the first attempt to open a lost stream again
 RECONNECT_MAX_S = 10.0  # the longest wait between two attempts
+DROPS_WINDOW = 20  # frames: the dropped share is an exponential average over about this many
 
 
 @dataclass
@@ -108,6 +110,7 @@ class SourceRunner:
         self.on_frame = on_frame
         self.reconnect_s = reconnect_s if spec.kind == "stream" else 0.0
         self.counts = Counts()
+        self.dropped_share = 0.0  # of the recent frames under the cap, dropped because detection was busy
         self.error: Exception | None = None
         #: While a lost stream is being opened again: why it was lost, and the attempts so far ("" while it plays).
         self.lost = ""
@@ -126,7 +129,9 @@ class SourceRunner:
                     self.counts.skipped += 1
                     metrics.FRAMES_SKIPPED.labels(name).inc()
                     continue
-                if mailbox.put((frame, number, now_us()), wait=self.spec.every_frame, halt=stop):
+                dropped = mailbox.put((frame, number, now_us()), wait=self.spec.every_frame, halt=stop)
+                self.dropped_share += (dropped - self.dropped_share) / DROPS_WINDOW
+                if dropped:
                     self.counts.dropped += 1
                     metrics.FRAMES_DROPPED.labels(name).inc()
         except Exception as e:  # reported by run(); the other sources go on
@@ -213,6 +218,8 @@ class SourceRunner:
 
     async def _process(self, frame: np.ndarray, number: int, captured_at_us: int, stop: asyncio.Event) -> None:
         name = self.spec.name
+        if isinstance(self.detector, FaceTracker):
+            self._note_pressure(self.detector)
         with metrics.DETECT_SECONDS.labels(name).time():
             crops = await asyncio.to_thread(
                 face_crops, self.detector, frame, session_id=self.spec.session, user_id=self.spec.user,
@@ -226,6 +233,14 @@ class SourceRunner:
         metrics.FACES.labels(name).inc(len(crops))
         if self.on_frame:
             self.on_frame(self.counts)
+
+    def _note_pressure(self, tracker: FaceTracker) -> None:
+        shedding = tracker.shed
+        tracker.note_pressure(self.dropped_share)
+        if tracker.shed != shedding:
+            log.info("detection_shedding" if tracker.shed else "detection_full", source=self.spec.name,
+                     dropped_share=round(self.dropped_share, 3))  # fmt: skip
+            metrics.SHEDDING.labels(self.spec.name).set(int(tracker.shed))
 
     async def _publish(self, crops: list[messages_pb2.FaceCrop], stop: asyncio.Event) -> None:
         """Publish, riding out Redis being away. Meanwhile the reader keeps only the newest frame (the

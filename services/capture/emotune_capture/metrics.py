@@ -1,6 +1,6 @@
 """Prometheus metrics of the capture service, by source."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 FRAMES_READ = Counter("emotune_capture_frames_read_total", "Frames read from a source", ["source"])
 FRAMES_SKIPPED = Counter(
@@ -21,5 +21,8 @@ STREAMS_LOST = Counter(
 )
 STREAM_RECONNECTS = Counter(
     "emotune_capture_stream_reconnects_total", "Lost streams opened again, giving frames again", ["source"]
+)
+SHEDDING = Gauge(
+    "emotune_capture_detection_shedding", "1 while a source sheds optional full passes (detection behind)", ["source"]
 )
 BAD_UPLOADS = Counter("emotune_capture_bad_uploads_total", "Uploaded frames that could not be decoded")

@@ -116,15 +116,21 @@ def configurations(settings: CaptureSettings) -> dict[str, Callable[[], Detects]
     """The default configuration of the settings, and what each of its rules is worth (one left out)."""
     options = settings.detector_options()
 
-    def tracker(**overrides: int) -> Callable[[], Detects]:
+    def tracker(**overrides: int) -> Callable[[], FaceTracker]:
         args = dict(every=settings.detect_every, every_empty=settings.detect_every_empty,
                     keep_missed=settings.track_keep_missed)  # fmt: skip
         args.update(overrides)
         return lambda: FaceTracker(FaceDetector(options), min_score=settings.track_min_score, **args)
 
+    def shedding() -> Detects:
+        shed = tracker()()
+        shed.shed = True
+        return shed
+
     every = settings.detect_every
     return {
         "the settings' configuration": tracker(),
+        "shedding, as when detection falls behind": shedding,
         "without full passes on empty scenes": tracker(every_empty=every),
         "without keeping missed faces": tracker(keep_missed=0),
         f"a full pass every {max(2, every // 2)} frames": tracker(every=max(2, every // 2)),

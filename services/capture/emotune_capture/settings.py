@@ -35,6 +35,9 @@ class CaptureSettings(SourceSettings):
     detect_every: int = Field(3, ge=1, description="Full detection every N frames of a source, tracking between")
     detect_every_empty: int = Field(1, ge=1, description="Full detection every N frames while no face is tracked")
     track_keep_missed: int = Field(1, ge=0, description="Full passes that may miss a tracked face before it is dropped")
+    detect_shed_at: float = Field(
+        0.05, ge=0, le=1, description="Shed optional full passes while this share of frames is dropped (0: never)"
+    )
     track_min_score: float = Field(0.6, gt=0, le=1, description="Template match below this: the face is lost")
     crop_margin: float = Field(0.0, ge=0, le=1)
     crop_equalize: Equalize = "none"

@@ -24,6 +24,12 @@ one thread): with a full pass every 3rd frame (capture's default) these rules fi
 pass's face-frames at 46% of its cost; every 5th frame, 93.6% at 33%. Before them, a full pass every
 5th frame with tracking between found 81%. Haar detection in a window around each followed face,
 instead of template matching, cost 15% more and found no more faces, so it is not used.
+
+Those passes cost: on a machine short of CPU (8 streams on 2 cores) detection falls behind, and the
+source's runner drops whole frames, which loses every face in them. So the runner reports the share of
+frames it drops (:meth:`FaceTracker.note_pressure`); above ``shed_at`` the tracker sheds the optional
+passes until the share falls below a fifth of it: no full pass on every frame without a face, and the
+regular cadence doubled. A file read frame by frame (``every_frame``) never drops, so never sheds.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ class _Track:
 
 class FaceTracker:
     def __init__(self, detector: FaceDetector, every: int = 3, window: float = 0.5, min_score: float = 0.6,
-                 offset: int = 0, every_empty: int = 1, keep_missed: int = 1, cut: float = 20.0) -> None:  # fmt: skip
+                 offset: int = 0, every_empty: int = 1, keep_missed: int = 1, cut: float = 20.0,
+                 shed_at: float = 0.05) -> None:  # fmt: skip
         """``offset`` shifts the full passes, so that sources started together do not all run one at once."""
         self.detector = detector
         self.every = max(1, every)
@@ -58,6 +65,8 @@ class FaceTracker:
         self.min_score = min_score
         self.keep_missed = keep_missed
         self.cut = cut
+        self.shed_at = shed_at
+        self.shed = False  # shedding the optional full passes (see the module's text)
         self.full_passes = 0
         self._tracks: list[_Track] = []
         self._since_full = self.every_empty - 1 - offset % self.every  # frames since the last full pass
@@ -72,12 +81,18 @@ class FaceTracker:
         if self._is_cut(gray):
             self._tracks = []
         self._since_full += 1
-        due = self.every_empty if not self._tracks else self.every
+        every = 2 * self.every if self.shed else self.every
+        due = self.every_empty if not (self._tracks or self.shed) else every
         if self._lost or self._since_full >= due:
             self._full_pass(gray)
         else:
             self._follow_all(gray)
         return [Face(*t.box, self.detector.crop(gray, t.box)) for t in self._tracks]
+
+    def note_pressure(self, dropped_share: float) -> None:
+        """The share of this source's recent frames dropped because detection was busy."""
+        if self.shed_at:
+            self.shed = dropped_share > (self.shed_at / 5 if self.shed else self.shed_at)
 
     def _is_cut(self, gray: np.ndarray) -> bool:
         small = cv2.resize(gray, THUMBNAIL, interpolation=cv2.INTER_AREA).astype(np.int16)
