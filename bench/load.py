@@ -24,8 +24,12 @@ Then capture stops and the rest must drain: nothing pending, every crop scored, 
 CPU over the window, per process and for the whole machine (/proc), tells what other jobs took: the
 run waits for a quiet machine first and measures again when others took a noticeable share.
 
-The 8 sources are 8 links to the one video file: capture labels its metrics by file name, so
-distinct names give per-stream counters (``video:stream3.mp4``, session ``stream3``, user ``load3``).
+The 8 sources are 8 copies of the one video file, each starting at another point of it (stream i at
+frame i/8 of the way through, looping): independent cameras do not cut, fill and empty in step, while 8
+copies in lockstep make every cut and every empty scene cost all 8 streams a full Haar pass in the
+same 100 ms. ``BENCH_LOAD_LOCKSTEP=1`` runs them in step instead. Capture labels its metrics by file
+name, so distinct names give per-stream counters (``video:stream3.mp4``, session ``stream3``, user
+``load3``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from tests.processes import ROOT, System, free_port, python_module, start_model_
 STREAMS = size("BENCH_LOAD_STREAMS", 8, 2)
 FPS = 10.0
 WORKERS = 2
+LOCKSTEP = bool(size("BENCH_LOAD_LOCKSTEP", 0, 0))
 CAPTURE_PROCESSES = size("BENCH_LOAD_CAPTURE_PROCESSES", 2, 2)  # the streams split between them
 SECONDS = size("BENCH_LOAD_SECONDS", 60.0, 3.0)
 WARMUP_S = size("BENCH_LOAD_WARMUP_S", 10.0, 1.0)
@@ -128,6 +133,27 @@ def _groups(client: redis.Redis) -> dict[str, dict]:
     return out
 
 
+def _copy_from(video: Path, to: Path, start: float) -> None:
+    """``video`` as it plays from ``start`` (a share of its length) round to where it started."""
+    import cv2
+
+    if not start:
+        to.symlink_to(video)
+        return
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    capture.release()
+    k = round(start * len(frames))
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(to), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames[k:] + frames[:k]:
+        writer.write(frame)
+    writer.release()
+
+
 def _per_source(capture_ports: list[int]) -> dict[str, dict[str, float]]:
     """Capture's per-source counters, over every capture process (each runs its own sources)."""
     counts: dict[str, dict[str, float]] = {}
@@ -172,7 +198,7 @@ async def _measure(system: System, seconds: float, warmup_s: float, streams: int
     (videos := workdir / "video").mkdir(exist_ok=True)
     sources = []
     for i in range(streams):
-        (videos / f"stream{i}.mp4").symlink_to(VIDEO)
+        _copy_from(VIDEO, videos / f"stream{i}.mp4", 0.0 if LOCKSTEP else i / streams)
         sources.append(f"video:{videos / f'stream{i}.mp4'}?fps={fps:g}&loop=1&session=stream{i}&user={users[i]}")
     subs: list[Subscriber] = []
     try:
@@ -409,6 +435,7 @@ def run(redis_url: str) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
     result["loadavg_before_start"] = quiet
     result["runs"] = attempt
+    result["lockstep"] = LOCKSTEP
     result["redis"] = "private redis-server, AOF on (appendfsync everysec, as deployed)"
     if not SMOKE:  # a smoke run's figures mean nothing
         RELIABILITY_JSON.parent.mkdir(parents=True, exist_ok=True)
@@ -452,7 +479,8 @@ def markdown(r: dict) -> str:
         "",
         f"Real processes on this {cpu['cores']}-core machine: redis-server (AOF on), model server, "
         f"{r.get('capture_processes', 1)} capture process(es) sharing {r['streams']} looping sources of the sample "
-        f"video at {r['fps_asked']:g} fps each (newest-frame mode), "
+        f"video ({'in lockstep' if r.get('lockstep') else 'each starting at another point of it'}) at "
+        f"{r['fps_asked']:g} fps each (newest-frame mode), "
         f"{r['inference_workers']} inference workers, recommender, gateway with one WebSocket subscriber per stream's "
         f"user. Measured over {r['seconds']:.0f} s after a {r['warmup_s']:g} s warm-up; 1-minute load average "
         f"{r.get('loadavg_before_start', r['loadavg_window_start'])[0]} before starting, "
