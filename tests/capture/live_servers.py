@@ -21,6 +21,8 @@ import subprocess
 import threading
 from pathlib import Path
 
+from emotune_capture.proxy import pipe
+
 from ..processes import Service, free_port, spawn, wait_until
 
 CONNECT_S = 30.0  # a busy machine may take a while to start an ffmpeg
@@ -104,7 +106,7 @@ class HttpStreamServer:
                 self._open.add(upstream)
                 if self._listener is not listener:
                     return
-            _pipe(client, upstream)
+            pipe(client, upstream, idle_timeout_s=None)
         except (TimeoutError, OSError):
             pass  # killed by stop() while it started, or it did not start: the client sees its connection end
         finally:
@@ -160,20 +162,3 @@ def _listens(port: int) -> bool:
     with contextlib.suppress(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 1):
         return True
     return False
-
-
-def _pipe(a: socket.socket, b: socket.socket) -> None:
-    """Copy both ways until either side ends, then end both."""
-    back = threading.Thread(target=_copy, args=(b, a), daemon=True)
-    back.start()
-    _copy(a, b)
-    back.join()
-
-
-def _copy(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    for side in (sink, source):
-        with contextlib.suppress(OSError):
-            side.shutdown(socket.SHUT_RDWR)

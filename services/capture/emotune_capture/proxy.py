@@ -175,7 +175,7 @@ class _Relay(socketserver.StreamRequestHandler):
                 upstream.sendall(request.upstream_head)
             else:
                 self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            _pipe(self.connection, upstream)
+            pipe(self.connection, upstream)
 
     def _answer(self, code: int, reason: str, text: str) -> None:
         body = text.encode()
@@ -194,10 +194,10 @@ def _read_head(stream) -> bytes | None:
     return head
 
 
-def _pipe(client: socket.socket, upstream: socket.socket) -> None:
-    """Copy both ways until either side closes."""
-    client.settimeout(IDLE_TIMEOUT_S)
-    upstream.settimeout(IDLE_TIMEOUT_S)
+def pipe(client: socket.socket, upstream: socket.socket, idle_timeout_s: float | None = IDLE_TIMEOUT_S) -> None:
+    """Copy both ways until either side closes (or sends nothing for ``idle_timeout_s``)."""
+    client.settimeout(idle_timeout_s)
+    upstream.settimeout(idle_timeout_s)
     back = threading.Thread(target=_copy, args=(upstream, client), daemon=True)
     back.start()
     _copy(client, upstream)

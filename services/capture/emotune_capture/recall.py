@@ -29,10 +29,9 @@ import typer
 from emotune_capture.crops import Detects
 from emotune_capture.detector import FaceDetector
 from emotune_capture.settings import CaptureSettings
-from emotune_capture.tracker import FaceTracker
+from emotune_capture.tracker import Box, FaceTracker, iou
 from emotune_common.settings import default_data_dir
 
-Box = tuple[int, int, int, int]
 MATCH_IOU = 0.3
 
 
@@ -58,13 +57,6 @@ class Recall:
     @property
     def extra_per_frame(self) -> float:
         return self.extra / self.frames if self.frames else 0.0
-
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def video_frames(path: Path) -> list[np.ndarray]:

@@ -106,7 +106,7 @@ class FaceTracker:
         found = [(f.x, f.y, f.width, f.height) for f in self.detector.detect(gray)]
         kept = []
         for track in self._tracks:
-            if track.missed >= self.keep_missed or any(_iou(track.box, box) >= 0.3 for box in found):
+            if track.missed >= self.keep_missed or any(iou(track.box, box) >= 0.3 for box in found):
                 continue
             box = self._follow(gray, track)
             if box is not None:
@@ -151,7 +151,8 @@ class FaceTracker:
         return (min(max(0, nx), gray.shape[1] - w), min(max(0, ny), gray.shape[0] - h), w, h)
 
 
-def _iou(a: Box, b: Box) -> float:
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (x, y, width, height)."""
     ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     inter = ix * iy
