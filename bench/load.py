@@ -52,6 +52,7 @@ from bench.fanout import Subscriber, accounts
 from bench.metrics import cpu_s, machine_cpu_s, metric, metric_samples, rss_mb
 from bench.pipeline import QUIET, SOURCES_ONLY, VIDEO
 from bench.sizes import SMOKE, size
+from bench.videos import shifted_copy
 from tests.processes import ROOT, System, free_port, python_module, start_model_server, wait_until
 
 STREAMS = size("BENCH_LOAD_STREAMS", 8, 2)
@@ -133,27 +134,6 @@ def _groups(client: redis.Redis) -> dict[str, dict]:
     return out
 
 
-def _copy_from(video: Path, to: Path, start: float) -> None:
-    """``video`` as it plays from ``start`` (a share of its length) round to where it started."""
-    import cv2
-
-    if not start:
-        to.symlink_to(video)
-        return
-    capture = cv2.VideoCapture(str(video))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while (read := capture.read())[0]:
-        frames.append(read[1])
-    capture.release()
-    k = round(start * len(frames))
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(to), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for frame in frames[k:] + frames[:k]:
-        writer.write(frame)
-    writer.release()
-
-
 def _per_source(capture_ports: list[int]) -> dict[str, dict[str, float]]:
     """Capture's per-source counters, over every capture process (each runs its own sources)."""
     counts: dict[str, dict[str, float]] = {}
@@ -198,7 +178,7 @@ async def _measure(system: System, seconds: float, warmup_s: float, streams: int
     (videos := workdir / "video").mkdir(exist_ok=True)
     sources = []
     for i in range(streams):
-        _copy_from(VIDEO, videos / f"stream{i}.mp4", 0.0 if LOCKSTEP else i / streams)
+        shifted_copy(VIDEO, videos / f"stream{i}.mp4", 0.0 if LOCKSTEP else i / streams)
         sources.append(f"video:{videos / f'stream{i}.mp4'}?fps={fps:g}&loop=1&session=stream{i}&user={users[i]}")
     subs: list[Subscriber] = []
     try:
