@@ -74,7 +74,7 @@ class FaceTracker:
         self._thumbnail: np.ndarray | None = None
 
     def detect(self, frame: np.ndarray) -> list[Face]:
-        """Faces in this frame of the video, largest first."""
+        """Faces in this frame of the video (after a full pass: those it found, largest first, then the kept ones)."""
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if self.every == 1:
             return self.detector.detect(gray)
