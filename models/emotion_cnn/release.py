@@ -1,7 +1,7 @@
 """Make a served version out of trained networks: choose the networks and test-time views on
 validation within a cost budget, fit the temperature, export.
 
-    python -m models.emotion_cnn.release --weights models/emotion_cnn/checkpoints/v2/best.weights.h5 \\
+    python -m models.emotion_cnn.release --weights models/emotion_cnn/checkpoints/finetune-v1/best.weights.h5 \\
         --member models/emotion_cnn/1 --budget 2
 
 Every network and view costs one forward pass per face, so the candidates are every combination of
