@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import socket
@@ -408,11 +409,12 @@ class StreamConsumer:
             await self._publish_elsewhere(producer, messages, done)
             self._expiring.setdefault(producer.stream, producer)
         publish = [(p, m) for p, m in publish if p not in elsewhere]
+        transact = functools.partial(self._transact, publish, done, dead, by_id, handled_ids)
         try:
-            await self._transact(publish, done, dead, by_id, handled_ids)
+            await transact()
         except SLOT_MOVING_ERRORS as e:
             async with self._kept_claimed(list(by_id)):
-                await self._transact_while_slot_moves(e, publish, done, dead, by_id, handled_ids)
+                await self._transact_while_slot_moves(transact, e, len(by_id))
         for producer, _ in publish:
             self._expiring.setdefault(producer.stream, producer)
             await producer.published(1)
@@ -445,29 +447,23 @@ class StreamConsumer:
             await tx.execute()
 
     async def _transact_while_slot_moves(
-        self,
-        error: Exception,
-        publish: list[tuple[StreamProducer, Message]],
-        done: list[str],
-        dead: dict[str, str],
-        by_id: dict[str, _Raw],
-        handled_ids: list[str],
+        self, transact: Callable[[], Awaitable[None]], error: Exception, entries: int
     ) -> None:
-        """Try the transaction again, with backoff, until the cluster slot it is in has moved (or a stop is
-        asked for: the entries then stay pending). While a resharding moves the slot key by key, a transaction
-        whose keys are split between the two masters is refused whole (ASK, TRYAGAIN: none of it ran), after
-        redis-py's own few tries. Reading the entries again instead would count a delivery each time, and a
-        slow move would send healthy entries to the dead-letter stream."""
+        """Try the transaction (of ``entries`` entries) again, with backoff, until the cluster slot it is in has
+        moved (or a stop is asked for: the entries then stay pending). While a resharding moves the slot key by
+        key, a transaction whose keys are split between the two masters is refused whole (ASK, TRYAGAIN: none
+        of it ran), after redis-py's own few tries. Reading the entries again instead would count a delivery
+        each time, and a slow move would send healthy entries to the dead-letter stream."""
         backoff = 0.05
         while True:
             if self._stop is None or self._stop.is_set():
                 raise error
-            log.warning("commit_retried", stream=self.stream, group=self.group, count=len(by_id),
+            log.warning("commit_retried", stream=self.stream, group=self.group, count=entries,
                         error=f"{type(error).__name__}: {error}", retry_in_s=backoff)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), backoff)
             try:
-                await self._transact(publish, done, dead, by_id, handled_ids)
+                await transact()
                 return
             except SLOT_MOVING_ERRORS as e:
                 error, backoff = e, min(2 * backoff, 1.0)
