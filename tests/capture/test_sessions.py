@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
 from functools import partial
 
-import pytest
 import redis.asyncio as aioredis
 
 from emotune.v1 import messages_pb2
@@ -18,7 +16,6 @@ from emotune_capture.settings import CaptureSettings
 from emotune_common.codec import decode
 from emotune_common.keys import CAPTURE_SESSIONS, capture_lease, session_key
 from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import connect
 from emotune_common.streams import FACES
 
 from ..common.helpers import wait_for
@@ -33,13 +30,6 @@ def fast(**changes) -> CaptureSettings:
     """Short polls and leases, a 10 fps cap."""
     values = {"capture_poll_s": 0.2, "capture_lease_ms": 1000, "capture_fps": 10.0, "capture_retry_s": 60.0}
     return CaptureSettings(**(values | changes))
-
-
-@pytest.fixture
-async def redis(redis_server) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -23,7 +23,6 @@ from emotune_capture.sessions import SessionWatcher
 from emotune_common.codec import decode
 from emotune_common.keys import CAPTURE_INSTANCES, CAPTURE_SESSIONS, capture_lease, session_key
 from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import connect
 from emotune_common.sources import SourceError, SourceSpec
 from emotune_common.streams import FACES
 
@@ -35,13 +34,6 @@ from .test_sessions import VIDEO, fast, register, status
 #: A cheap source: the sample video decoded in real time, one frame a second detected.
 SLOW = f"video:{VIDEO}?loop=1&fps=1"
 LEASE_MS = 2000
-
-
-@pytest.fixture
-async def redis(redis_server) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 def make(redis: aioredis.Redis, owner: str, kind: type[SessionWatcher] = SessionWatcher) -> SessionWatcher:

@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from functools import partial
 
 import pytest
@@ -24,7 +24,6 @@ from emotune_capture.sources import open_frames
 from emotune_common.egress import StreamAllow, StreamRefused
 from emotune_common.keys import CAPTURE_SESSIONS, session_key
 from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import connect
 from emotune_common.sources import parse_source
 from emotune_common.streams import FACES
 
@@ -143,13 +142,6 @@ def test_uninstalling_gives_the_environment_its_proxy_settings_back(monkeypatch)
     assert os.environ["http_proxy"] == f"http://{host}:{port}" and "no_proxy" not in os.environ
     proxy.uninstall()
     assert "http_proxy" not in os.environ and os.environ["no_proxy"] == "example.com"
-
-
-@pytest.fixture
-async def redis(redis_server) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def test_a_session_on_a_refused_stream_fails_and_says_why(guarded, camera, trap, redis):

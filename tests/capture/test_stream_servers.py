@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import redis
+import redis as sync_redis
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
@@ -32,7 +32,6 @@ from emotune_common.egress import StreamAllow
 from emotune_common.ids import now_us
 from emotune_common.keys import CAPTURE_SESSIONS, capture_lease, session_key
 from emotune_common.producer import StreamProducer
-from emotune_common.redis_client import connect
 from emotune_common.streams import FACES
 
 from ..common.helpers import wait_for
@@ -79,13 +78,6 @@ def rtsp_server(tmp_path: Path) -> Iterator[RtspStreamServer]:
     yield from serving(RtspStreamServer(VIDEO, tmp_path / "rtsp-server.log"))
 
 
-@pytest.fixture
-async def aredis(redis_server) -> AsyncIterator[aioredis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    await client.aclose()
-
-
 @contextlib.asynccontextmanager
 async def watching(client: aioredis.Redis, url: str, reconnect_s: float) -> AsyncIterator[None]:
     """Session s1 of alice on ``url``, run by a session watcher (short polls; a failed source not retried)."""
@@ -123,29 +115,29 @@ def counted(metric: str, source: str) -> float:
     return REGISTRY.get_sample_value(metric, {"source": source}) or 0.0
 
 
-async def test_a_stream_is_read_survives_its_server_going_away_and_flows_again_when_it_is_back(guarded, server, aredis):
+async def test_a_stream_is_read_survives_its_server_going_away_and_flows_again_when_it_is_back(guarded, server, redis):
     source = f"stream:{server.url}"
     lost, reconnects = (counted(m, source) for m in ("emotune_capture_streams_lost_total",
                                                      "emotune_capture_stream_reconnects_total"))  # fmt: skip
     with capture_logs() as logs:
-        async with watching(aredis, server.url, reconnect_s=PATIENCE_S):
-            await wait_for(lambda: _has(aredis, 3), PATIENCE_S, "faces of the stream")
-            assert {(c.header.user_id, c.source, c.width) for c in await crops(aredis)} == {("alice", source, 48)}
-            assert (await record(aredis))["capture_state"] == "running"
+        async with watching(redis, server.url, reconnect_s=PATIENCE_S):
+            await wait_for(lambda: _has(redis, 3), PATIENCE_S, "faces of the stream")
+            assert {(c.header.user_id, c.source, c.width) for c in await crops(redis)} == {("alice", source, 48)}
+            assert (await record(redis))["capture_state"] == "running"
 
             server.stop()  # mid-stream
             cannot_open = f"stream lost: {server.url}: OpenCV cannot open it; reconnecting (failed attempts so far: "
-            await wait_for(lambda: in_state(aredis, "reconnecting", cannot_open), PATIENCE_S,
+            await wait_for(lambda: in_state(redis, "reconnecting", cannot_open), PATIENCE_S,
                            "the session to say it is reconnecting, and why")  # fmt: skip
-            detail = (await record(aredis))["capture_detail"]
+            detail = (await record(redis))["capture_detail"]
             assert detail.startswith(cannot_open) and int(re.search(r"so far: (\d+);", detail)[1]) >= 1
             assert f"gives up {PATIENCE_S:g} s after it was lost" in detail
-            assert await aredis.get(capture_lease("s1")) == b"w1"  # still this instance's session
+            assert await redis.get(capture_lease("s1")) == b"w1"  # still this instance's session
 
             back_at = now_us()
             server.start()
-            await wait_for(lambda: _has(aredis, 3, back_at), PATIENCE_S, "faces again once the server is back")
-            await wait_for(lambda: in_state(aredis, "running", "frames processed"), PATIENCE_S, "running again")
+            await wait_for(lambda: _has(redis, 3, back_at), PATIENCE_S, "faces again once the server is back")
+            await wait_for(lambda: in_state(redis, "running", "frames processed"), PATIENCE_S, "running again")
     events = [e for e in logs if e["event"] in ("stream_lost", "stream_reconnected")]
     assert [(e["event"], e["source"], e["session"]) for e in events] == [
         ("stream_lost", source, "s1"), ("stream_reconnected", source, "s1")]  # fmt: skip
@@ -154,31 +146,31 @@ async def test_a_stream_is_read_survives_its_server_going_away_and_flows_again_w
     assert counted("emotune_capture_stream_reconnects_total", source) == reconnects + 1
 
 
-async def test_a_stream_not_back_in_time_fails_and_says_why(guarded, http_server, aredis):
+async def test_a_stream_not_back_in_time_fails_and_says_why(guarded, http_server, redis):
     with capture_logs() as logs:
-        async with watching(aredis, http_server.url, reconnect_s=2):
-            await wait_for(lambda: _has(aredis, 1), PATIENCE_S, "faces of the stream")
+        async with watching(redis, http_server.url, reconnect_s=2):
+            await wait_for(lambda: _has(redis, 1), PATIENCE_S, "faces of the stream")
             http_server.stop()  # for good
-            await wait_for(lambda: in_state(aredis, "failed"), PATIENCE_S, "the session to fail")
-    detail = (await record(aredis))["capture_detail"]
+            await wait_for(lambda: in_state(redis, "failed"), PATIENCE_S, "the session to fail")
+    detail = (await record(redis))["capture_detail"]
     assert detail.startswith(f"stream lost: {http_server.url}: OpenCV cannot open it; not back after ")
     assert detail.endswith(" attempts in 2 s") and " after 0 attempts" not in detail
-    assert await aredis.get(capture_lease("s1")) is None  # handed back, for another instance to try
+    assert await redis.get(capture_lease("s1")) is None  # handed back, for another instance to try
     assert "session_failed" in {e["event"] for e in logs}
 
 
-async def test_every_reconnect_is_checked_by_the_egress_guard_again(guarded, http_server, aredis):
+async def test_every_reconnect_is_checked_by_the_egress_guard_again(guarded, http_server, redis):
     """The list changes while the stream plays (or the name would resolve elsewhere now): the server goes away and
     comes back at once, and the attempt to open it again is refused before it connects."""
     with capture_logs() as logs:
-        async with watching(aredis, http_server.url, reconnect_s=PATIENCE_S):
-            await wait_for(lambda: _has(aredis, 1), PATIENCE_S, "faces of the stream")
+        async with watching(redis, http_server.url, reconnect_s=PATIENCE_S):
+            await wait_for(lambda: _has(redis, 1), PATIENCE_S, "faces of the stream")
             guarded.allow = StreamAllow.parse("public")
             http_server.stop()
             clients = http_server.clients
             http_server.start()
-            await wait_for(lambda: in_state(aredis, "failed"), PATIENCE_S, "the session to fail")
-    assert (await record(aredis))["capture_detail"] == (
+            await wait_for(lambda: in_state(redis, "failed"), PATIENCE_S, "the session to fail")
+    assert (await record(redis))["capture_detail"] == (
         f"{http_server.url}: 127.0.0.1 is a loopback address, not named in EMOTUNE_STREAM_ALLOW"
     )
     assert http_server.clients == clients  # nothing reached the server after the refusal
@@ -197,7 +189,7 @@ def test_the_capture_process_reconnects_a_stream_of_its_settings(rtsp_server, re
         "EMOTUNE_CAPTURE_SESSIONS": "false", "EMOTUNE_STREAM_ALLOW": LOOPBACK,
         "EMOTUNE_CAPTURE_RECONNECT_S": str(PATIENCE_S),
     }, log=tmp_path / "capture.log")  # fmt: skip
-    client = redis.Redis.from_url(redis_server.url)
+    client = sync_redis.Redis.from_url(redis_server.url)
     try:
         wait_http(f"http://127.0.0.1:{ops}/readyz", PATIENCE_S, capture)
 
