@@ -42,3 +42,13 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def slowed(handler: Callable, seconds: float = 0.05) -> Callable:
+    """``handler``, taking ``seconds`` more a batch: a slow consumer, still busy when a fault strikes."""
+
+    async def slow(batch):
+        await asyncio.sleep(seconds)
+        return await handler(batch)
+
+    return slow

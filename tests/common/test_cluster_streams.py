@@ -32,7 +32,7 @@ from emotune_common.streams import dead_letter_stream
 
 from ..cluster import RedisCluster
 from ..processes import PATIENCE_S, free_port
-from .helpers import crop_ids_in, crops, wait_for
+from .helpers import crop_ids_in, crops, slowed, wait_for
 from .test_consumer import FAST, echo_handler, start_worker, wait_line
 
 #: Shards s0..s3: their slots lie on all three masters of a fresh cluster (s0 and s1 on one).
@@ -242,13 +242,7 @@ async def _consume_while(cluster: Client, src: str, dst: str, fault: Callable[[]
     """Run a consumer of ``src`` (a slow one: a batch takes 50 ms of the ``sent`` already there); once 50
     entries are handled ``fault()``, then publish ``more`` (retrying) until ``mend()`` has made it possible;
     returns the crop ids in ``dst`` once every entry is acknowledged."""
-    out = StreamProducer(cluster, dst, 10_000)
-    echo = echo_handler(out)
-
-    async def slow_echo(batch):
-        await asyncio.sleep(0.05)
-        return await echo(batch)
-
+    slow_echo = slowed(echo_handler(StreamProducer(cluster, dst, 10_000)))
     consumer = StreamConsumer(cluster, src, "inference", slow_echo, settings=FAST)
     async with running(consumer) as until:
         await until(lambda: _length_at_least(cluster, dst, 50), "50 events before the fault")

@@ -21,7 +21,7 @@ from emotune_common.streams import dead_letter_stream
 
 from ..conftest import ROOT
 from ..processes import PATIENCE_S
-from .helpers import crop_ids_in, crops, wait_for
+from .helpers import crop_ids_in, crops, slowed, wait_for
 
 FAST = StreamSettings(batch_size=10, block_ms=50, claim_idle_ms=200, max_deliveries=3)
 
@@ -225,13 +225,7 @@ async def test_redis_restart_under_a_running_consumer(redis_server, names):
     redis = connect(redis_server.url)
     sent = crops(300)
     await StreamProducer(redis, src, maxlen=10_000).publish_many(sent)
-    out = StreamProducer(redis, dst, 10_000)
-    echo = echo_handler(out)
-
-    async def slow_echo(batch):
-        await asyncio.sleep(0.05)
-        return await echo(batch)
-
+    slow_echo = slowed(echo_handler(StreamProducer(redis, dst, 10_000)))
     consumer = StreamConsumer(redis, src, "inference", slow_echo, settings=FAST)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
