@@ -25,7 +25,10 @@ class StreamSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EMOTUNE_STREAM_", extra="ignore")
 
-    maxlen: int = Field(10_000, ge=1, description="Approximate bound of every stream this service writes")
+    shards: int = Field(
+        16, ge=1, description="Logical shards of every stream (emotune:{sN}:faces...); the same in every service"
+    )
+    maxlen: int = Field(10_000, ge=1, description="Approximate bound of every stream (each shard) this service writes")
     batch_size: int = Field(32, ge=1, description="Entries read from a stream at once")
     block_ms: int = Field(500, ge=1, description="How long one read waits for new entries")
     claim_idle_ms: int = Field(30_000, ge=1, description="Pending this long, an entry is claimed from its consumer")
