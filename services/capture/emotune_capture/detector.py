@@ -58,6 +58,10 @@ class FaceDetector:
     def detect(self, frame: np.ndarray) -> list[Face]:
         """Faces in a BGR or grayscale frame, largest first."""
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        return [Face(x, y, w, h, self.crop(gray, (x, y, w, h))) for x, y, w, h in self.boxes(gray)]
+
+    def boxes(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """The boxes (x, y, width, height) of the faces in a grayscale frame, largest first."""
         o = self.options
         scale = 1.0
         small = gray
@@ -70,9 +74,7 @@ class FaceDetector:
         )
         boxes = sorted(((round(x / scale), round(y / scale), round(w / scale), round(h / scale))
                         for x, y, w, h in boxes), key=lambda b: b[2] * b[3], reverse=True)  # fmt: skip
-        if o.largest_only:
-            boxes = boxes[:1]
-        return [Face(x, y, w, h, self.crop(gray, (x, y, w, h))) for x, y, w, h in boxes]
+        return boxes[:1] if o.largest_only else boxes
 
     def crop(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
         """The box plus its margin, clipped to the frame, as uint8 [48, 48] (equalised if set)."""

@@ -103,7 +103,7 @@ class FaceTracker:
         self.full_passes += 1
         self._since_full = 0
         self._lost = False
-        found = [(f.x, f.y, f.width, f.height) for f in self.detector.detect(gray)]
+        found = self.detector.boxes(gray)
         kept = []
         for track in self._tracks:
             if track.missed >= self.keep_missed or any(iou(track.box, box) >= 0.3 for box in found):
