@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -16,6 +17,10 @@ REDIS_USERS = {"capture": "REDIS_CAPTURE_PASSWORD", "inference": "REDIS_INFERENC
                "recommender": "REDIS_RECOMMENDER_PASSWORD", "gateway": "REDIS_GATEWAY_PASSWORD"}  # fmt: skip
 #: Compose refuses to run without any of them.
 PASSWORDS = {"REDIS_PASSWORD": "test-password", **{var: f"{user}-password" for user, var in REDIS_USERS.items()}}
+
+
+CLUSTER_FILE = ROOT / "docker-compose.cluster.yml"
+CLUSTER_NODES = [f"redis-cluster-{i}" for i in range(6)]
 
 
 def compose_config(*args: str) -> str:
@@ -32,7 +37,8 @@ def compose_config(*args: str) -> str:
 def test_compose_file_is_valid_with_every_profile():
     config = yaml.safe_load(compose_config())
     assert "redis" in config["services"]
-    assert {"modelserver", "prometheus", "grafana"} <= set(all_profiles_config()["services"])
+    assert {"modelserver", "prometheus", "grafana", "redis-cluster-create"} <= set(all_profiles_config()["services"])
+    assert set(yaml.safe_load(compose_config("-f", str(CLUSTER_FILE)))["services"]) >= set(REDIS_USERS)
 
 
 @pytest.mark.parametrize("missing", sorted(PASSWORDS))
@@ -93,6 +99,9 @@ def test_raw_frames_go_through_a_redis_that_keeps_nothing_on_disk():
 
 def test_services_restart_and_wait_for_a_healthy_redis():
     for name, service in all_profiles_config()["services"].items():
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no", name  # it ran once; a restart would only run it again
+            continue
         assert service.get("restart") == "unless-stopped", name
         if "build" in service and name != "modelserver":
             assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
@@ -104,7 +113,9 @@ def test_redis_keeps_its_data_on_a_volume():
     assert "redis-data:/data:rw" in redis["volumes"]
 
 
-PROFILES = ("modelserver", "observability")
+PROFILES = ("modelserver", "observability", "cluster")
+#: Jobs that run once and exit (docker-compose.cluster.yml's services wait for them to succeed).
+ONE_SHOT = {"redis-cluster-create"}
 
 
 def all_profiles_config() -> dict:
@@ -171,3 +182,78 @@ def test_each_image_is_small_multi_stage_pinned_and_holds_only_its_own_service()
         assert len(installs) == 1 and "-c constraints.txt" in installs[0], f"{service}: unpinned install"
         assert installs[0].split("constraints.txt", 1)[1].split() == ["./services/common", f"./services/{service}"]
         assert "HEALTHCHECK" in text and "USER emotune" in text, service
+
+
+# -- the profile `cluster`: a Redis Cluster of 6 nodes, and docker-compose.cluster.yml on it ----------------------
+
+
+def cluster_config() -> dict:
+    """docker-compose.yml with docker-compose.cluster.yml over it, every profile on, as its first lines say."""
+    return yaml.safe_load(compose_config("-f", str(CLUSTER_FILE), *(a for p in PROFILES for a in ("--profile", p))))
+
+
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_the_cluster_profile_runs_six_cluster_nodes_with_aof_and_the_same_users():
+    services = all_profiles_config()["services"]
+    single = services["redis"]
+    nodes = {name: s for name, s in services.items() if name.startswith("redis-cluster-") and name not in ONE_SHOT}
+    assert sorted(nodes) == CLUSTER_NODES
+    volumes = set()
+    for name, node in nodes.items():
+        assert node["profiles"] == ["cluster"], name
+        assert node["image"] == single["image"], name
+        assert rendered_acl_template(node) == "users.acl.template", name  # the main Redis's users, on every node
+        assert f"{ROOT / 'deploy' / 'redis'}:/etc/emotune:ro" in node["volumes"], name
+        assert {k: node["environment"][k] for k in PASSWORDS} == PASSWORDS, name
+        assert node["healthcheck"] == single["healthcheck"], name
+        command = node["command"]
+        assert option(command, "--cluster-enabled") == "yes", name
+        assert option(command, "--appendonly") == "yes" and option(command, "--appendfsync") == "everysec", name
+        assert option(command, "--cluster-config-file") == "nodes.conf", name  # in /data, on the node's volume
+        # clients get the node's name: stable when a container is recreated with a new IP
+        assert option(command, "--cluster-preferred-endpoint-type") == "hostname", name
+        entrypoint = " ".join(node["entrypoint"])
+        assert node["hostname"] == name and '--cluster-announce-hostname "$$(hostname)"' in entrypoint, name
+        # replicas authenticate to their master: the password, in the clear, only in memory and only for Redis
+        assert command[2] == "/tmp/masterauth.conf" and node["tmpfs"] == ["/tmp"], name
+        assert "(umask 077 && sh /etc/emotune/masterauth.sh > /tmp/masterauth.conf)" in entrypoint, name
+        [data] = [v for v in node["volumes"] if v.endswith(":/data:rw") or v.endswith(":/data")]
+        volumes.add(data.split(":")[0])
+        assert "ports" not in node, f"{name}: a client outside the compose network could not follow a MOVED"
+    assert len(volumes) == 6, "a volume of its own for each node"
+
+
+def test_a_one_shot_job_creates_the_cluster_once_with_one_replica_per_master():
+    job = all_profiles_config()["services"]["redis-cluster-create"]
+    assert job["profiles"] == ["cluster"] and job["restart"] == "no"
+    script, *nodes = job["command"][1:]
+    assert job["command"][0] == "sh" and script == "/etc/emotune/cluster-create.sh"
+    assert (ROOT / "deploy" / "redis" / "cluster-create.sh").exists()
+    assert nodes == [f"{n}:6379" for n in CLUSTER_NODES]
+    assert job["environment"]["EMOTUNE_CLUSTER_REPLICAS"] == "1"  # 6 nodes: 3 masters, 3 replicas
+    assert job["environment"]["REDISCLI_AUTH"] == PASSWORDS["REDIS_PASSWORD"]  # as the administrator
+    assert job["depends_on"] == {n: {"condition": "service_healthy"} for n in CLUSTER_NODES}
+    done = subprocess.run(["sh", "-n", str(ROOT / "deploy" / "redis" / "cluster-create.sh")], capture_output=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_cluster_file_points_each_service_at_every_node_as_its_own_user():
+    single, cluster = all_profiles_config()["services"], cluster_config()["services"]
+    assert set(cluster) == set(single), "the override adds no service: the nodes are the profile's"
+    for name in REDIS_USERS:
+        url = urlsplit(cluster[name]["environment"]["REDIS_URL"])
+        assert url.scheme == "redis+cluster" and url.path == "/0", name
+        credentials, _, seeds = url.netloc.rpartition("@")
+        assert credentials == f"{name}:{name}-password", name
+        assert seeds.split(",") == [f"{n}:6379" for n in CLUSTER_NODES], name
+        assert cluster[name]["depends_on"]["redis-cluster-create"] == {"condition": "service_completed_successfully"}
+        # everything else as in docker-compose.yml: the frames Redis, the other settings
+        others = {k: v for k, v in cluster[name]["environment"].items() if k != "REDIS_URL"}
+        assert others == {k: v for k, v in single[name]["environment"].items() if k != "REDIS_URL"}, name
+    for name, service in cluster.items():
+        if name not in REDIS_USERS:  # (a second file may list volumes in another order)
+            same = [{**s, "volumes": sorted(s.get("volumes", []))} for s in (service, single[name])]
+            assert same[0] == same[1], f"{name}: docker-compose.cluster.yml changes only the services' Redis"
