@@ -1,9 +1,9 @@
 """deploy/k8s must be a valid Kubernetes deployment of what docker-compose.yml runs, checked offline.
 
-Both variants are built as kustomize builds them (deploy/k8s: KEDA; deploy/k8s/hpa: a CPU HPA instead), every
-object is validated strictly against the Kubernetes schemas bundled in kubernetes-validate, and the KEDA objects
-against the CRDs vendored in deploy/k8s/schemas with jsonschema. Nothing is downloaded: the network is closed
-to this module.
+Every variant is built as kustomize builds it (deploy/k8s: KEDA; deploy/k8s/hpa: a CPU HPA instead;
+deploy/k8s/cluster: a Redis Cluster in place of the single Redis, with KEDA), every object is validated
+strictly against the Kubernetes schemas bundled in kubernetes-validate, and the KEDA objects against the CRDs
+vendored in deploy/k8s/schemas with jsonschema. Nothing is downloaded: the network is closed to this module.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -26,16 +27,17 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
+from emotune_common.shards import shard_stream
 from emotune_common.streams import FACES
 from emotune_inference.__main__ import GROUP as INFERENCE_GROUP
 
 from ..conftest import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
-VARIANTS = {"keda": K8S, "hpa": K8S / "hpa"}
+VARIANTS = {"keda": K8S, "hpa": K8S / "hpa", "cluster": K8S / "cluster"}
 NAMESPACE = "emotune"
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
-WORKLOADS = {"Deployment", "StatefulSet"}
+WORKLOADS = {"Deployment", "StatefulSet", "Job"}
 #: The oldest Kubernetes the manifests are written for (autoscaling/v2, grpc probes GA) and the newest known.
 KUBERNETES_VERSIONS = ("1.29", latest_version())
 #: The services whose ops server (emotune_common.lifecycle.serve_ops) listens on EMOTUNE_METRICS_PORT.
@@ -71,14 +73,39 @@ def no_network(monkeypatch):
 
 def build(directory: Path) -> list[dict]:
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    unknown = set(kustomization) - {"apiVersion", "kind", "resources"}
-    assert not unknown, f"{directory}: this test builds kustomizations of `resources:` only, not {unknown}"
+    unknown = set(kustomization) - {"apiVersion", "kind", "resources", "patches"}
+    assert not unknown, (
+        f"{directory}: this test builds kustomizations of `resources:` and `patches:` only, not {unknown}"
+    )
     assert kustomization["kind"] == "Kustomization"
     objects: list[dict] = []
     for entry in kustomization["resources"]:
         path = (directory / entry).resolve()
         objects += build(path) if path.is_dir() else [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for entry in kustomization.get("patches", []):
+        assert set(entry) in ({"path"}, {"patch"}), f"{directory}: a patch by target is not built here: {entry}"
+        text = (directory / entry["path"]).read_text() if "path" in entry else entry["patch"]
+        for patch in (d for d in yaml.safe_load_all(text) if d):
+            objects = strategic_merge(objects, patch)
     return objects
+
+
+def strategic_merge(objects: list[dict], patch: dict) -> list[dict]:
+    """A strategic merge patch as kustomize applies it, for what these files patch: a whole object deleted
+    (``$patch: delete``), or maps merged key by key (no list in a patch: lists merge by field in kustomize)."""
+    matches = [o for o in objects if key(o) == key(patch)]
+    assert len(matches) == 1, f"a patch matches {len(matches)} objects: {key(patch)}"
+    if patch.get("$patch") == "delete":
+        return [o for o in objects if o is not matches[0]]
+
+    def merge(into: dict, change: dict) -> dict:
+        merged = dict(into)
+        for k, v in change.items():
+            assert not isinstance(v, list), f"{key(patch)}: a list in a patch ({k}) is not merged here"
+            merged[k] = merge(into.get(k, {}), v) if isinstance(v, dict) else v
+        return merged
+
+    return [merge(o, patch) if o is matches[0] else o for o in objects]
 
 
 @functools.cache
@@ -97,16 +124,21 @@ def one(variant: str, kind: str, name: str) -> dict:
 
 
 def all_objects() -> list[dict]:
-    """Every object of either variant, once."""
-    seen: dict[tuple, dict] = {}
+    """Every object of every variant, once (an object a variant patches, once more)."""
+    seen: dict[str, dict] = {}
     for variant in VARIANTS:
         for o in objects(variant):
-            seen.setdefault(key(o), o)
+            seen.setdefault(json.dumps(o, sort_keys=True), o)
     return list(seen.values())
 
 
 def key(o: dict) -> tuple[str, str, str]:
     return o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]
+
+
+def jobs(variant: str) -> set[str]:
+    """The workloads that run once to the end: no probes."""
+    return {o["metadata"]["name"] for o in objects(variant, "Job")}
 
 
 def pod_specs(variant: str) -> list[tuple[str, dict]]:
@@ -150,8 +182,14 @@ def test_every_manifest_file_is_part_of_a_variant():
             else:
                 listed.add(path)
 
+    def walk_patches(directory: Path) -> None:
+        for entry in yaml.safe_load((directory / "kustomization.yaml").read_text()).get("patches", []):
+            if "path" in entry:
+                listed.add((directory / entry["path"]).resolve())
+
     for directory in VARIANTS.values():
         walk(directory)
+        walk_patches(directory)
     manifests = {
         p.resolve() for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml" and "schemas" not in p.parts
     }
@@ -182,7 +220,9 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(version):
             pytest.fail(f"{key(o)}: {'.'.join(map(str, e.path))}: {e.message}")
         checked.add(key(o))
     new = {("ConfigMap", NAMESPACE, "emotune-redis-acl"), ("Service", NAMESPACE, "redis-frames"),
-           ("Deployment", NAMESPACE, "redis-frames"), ("StatefulSet", NAMESPACE, "redis")}  # fmt: skip
+           ("Deployment", NAMESPACE, "redis-frames"), ("StatefulSet", NAMESPACE, "redis"),
+           ("StatefulSet", NAMESPACE, "redis-cluster"), ("Job", NAMESPACE, "redis-cluster-create"),
+           ("PodDisruptionBudget", NAMESPACE, "redis-cluster")}  # fmt: skip
     assert new <= checked and len(checked) >= 18
 
 
@@ -217,8 +257,9 @@ KEDA_SCHEMAS = {
 }
 
 
-def test_the_keda_objects_are_valid_against_keda_crds():
-    keda = objects("keda", *KEDA_KINDS)
+@pytest.mark.parametrize("variant", ["keda", "cluster"])
+def test_the_keda_objects_are_valid_against_keda_crds(variant):
+    keda = objects(variant, *KEDA_KINDS)
     assert {o["kind"] for o in keda} == KEDA_KINDS
     for o in keda:
         assert o["apiVersion"] == "keda.sh/v1alpha1"
@@ -262,13 +303,13 @@ def emotune_containers(variant: str = "keda") -> dict[str, dict]:
     return {name: c for name, pod in pod_specs(variant) for c in containers(pod) if c["image"].startswith("emotune/")}
 
 
-def secret_values() -> dict[str, str]:
-    return one("keda", "Secret", SECRET)["stringData"]
+def secret_values(variant: str = "keda") -> dict[str, str]:
+    return one(variant, "Secret", SECRET)["stringData"]
 
 
-def filled_secret() -> dict[str, str]:
+def filled_secret(variant: str = "keda") -> dict[str, str]:
     """The Secret as an operator fills it in: each placeholder replaced by a password of its own."""
-    return {k: v.replace("change-me-", "filled-in-") for k, v in secret_values().items()}
+    return {k: v.replace("change-me-", "filled-in-") for k, v in secret_values(variant).items()}
 
 
 def secret_env(container: dict) -> dict[str, str]:
@@ -309,15 +350,17 @@ def localized(workdir: Path, container: dict, text: str) -> str:
     return re.sub(f"({pattern})(?=/)", lambda m: str(mounts[m.group(1)]), text)
 
 
-def run_init_container(server: tuple[str, str], workdir: Path, secret: dict[str, str]) -> subprocess.CompletedProcess:
+def run_init_container(
+    server: tuple[str, str], workdir: Path, secret: dict[str, str], variant: str = "keda"
+) -> subprocess.CompletedProcess:
     """Run a Redis pod's init container as the pod would (its command, its env from ``secret``, its volumes: the
     ConfigMap's files and empty dirs)."""
-    pod = one("keda", *server)["spec"]["template"]["spec"]
+    pod = one(variant, *server)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     for name, volume in volumes.items():
         (workdir / name).mkdir()
         if "configMap" in volume:
-            for file, text in one("keda", "ConfigMap", volume["configMap"]["name"])["data"].items():
+            for file, text in one(variant, "ConfigMap", volume["configMap"]["name"])["data"].items():
                 (workdir / name / file).write_text(text)
     [init] = pod["initContainers"]
     env = {name: secret[k] for name, k in secret_env(init).items()}
@@ -325,11 +368,11 @@ def run_init_container(server: tuple[str, str], workdir: Path, secret: dict[str,
     return subprocess.run(command, env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30)
 
 
-def rendered_acl(server: tuple[str, str], workdir: Path) -> str:
+def rendered_acl(server: tuple[str, str], workdir: Path, variant: str = "keda") -> str:
     """The file the server reads with --aclfile, as the init container writes it from the filled-in Secret."""
-    done = run_init_container(server, workdir, filled_secret())
+    done = run_init_container(server, workdir, filled_secret(variant), variant)
     assert done.returncode == 0, done.stderr
-    [server_container] = one("keda", *server)["spec"]["template"]["spec"]["containers"]
+    [server_container] = one(variant, *server)["spec"]["template"]["spec"]["containers"]
     args = server_container["args"]
     return Path(localized(workdir, server_container, args[args.index("--aclfile") + 1])).read_text()
 
@@ -463,6 +506,124 @@ def test_every_volume_claim_config_map_and_secret_a_pod_names_exists():
                         assert ref["key"] in secret["stringData"], f"{workload}: {entry['name']}"
 
 
+# --- the Redis Cluster overlay (deploy/k8s/cluster) ------------------------------------------------------------
+
+CLUSTER = ("StatefulSet", "redis-cluster")
+CLUSTER_NODE_ENTRYPOINT_PARTS = (
+    "sh /etc/emotune/render-acl.sh /etc/emotune/users.acl.template > /tmp/users.acl",
+    "(umask 077 && sh /etc/emotune/masterauth.sh > /tmp/masterauth.conf)",
+)
+
+
+def test_the_cluster_variant_runs_a_redis_cluster_in_place_of_the_single_redis():
+    names = {key(o) for o in objects("cluster")}
+    single = {
+        ("StatefulSet", NAMESPACE, "redis"),
+        ("Service", NAMESPACE, "redis"),
+        ("Service", NAMESPACE, "redis-headless"),
+    }
+    assert not names & single, "nothing connects to the single Redis on a cluster"
+    assert {key(o) for o in objects("keda")} - single - names == set(), "everything else of base/ is there"
+    assert ("StatefulSet", NAMESPACE, "redis-frames") not in names and (
+        "Deployment",
+        NAMESPACE,
+        "redis-frames",
+    ) in names
+
+
+def test_the_redis_cluster_runs_as_composes_cluster_nodes():
+    service = compose()["services"]["redis-cluster-0"]
+    statefulset = one("cluster", *CLUSTER)
+    spec = statefulset["spec"]
+    pod = spec["template"]["spec"]
+    [init] = pod["initContainers"]
+    [container] = pod["containers"]
+    assert container["image"] == init["image"] == service["image"]
+    template, *command = service["command"]
+    assert template == "users.acl.template"
+    args = container["args"]
+    # compose's command, then the name it announces: compose's is the container's hostname, here the pod's DNS name
+    assert args[: len(command)] == command
+    assert args[len(command) :] == ["--cluster-announce-hostname", f"$(POD_NAME).{spec['serviceName']}.{NAMESPACE}.svc"]
+    env = {e["name"]: e["valueFrom"] for e in container["env"]}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert secret_env(container) == {"REDISCLI_AUTH": "REDIS_PASSWORD"}
+    assert args[args.index("--cluster-enabled") + 1] == "yes" and args[args.index("--appendonly") + 1] == "yes"
+    assert spec["replicas"] == 6, "3 masters, one replica each"
+    [template_claim] = spec["volumeClaimTemplates"]
+    assert {"name": template_claim["metadata"]["name"], "mountPath": "/data"} in container["volumeMounts"]
+    # the nodes find each other by name before they are ready; the bus port is open between them
+    headless = one("cluster", "Service", spec["serviceName"])["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    assert {(p["port"], p["targetPort"]) for p in headless["ports"]} == {(6379, "redis"), (16379, "bus")}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"redis": 6379, "bus": 16379}
+    # the init container does what compose's entrypoint does before redis-server
+    for part in CLUSTER_NODE_ENTRYPOINT_PARTS:  # (compose's names the template of its command)
+        assert part in init["command"][-1], part
+        assert part.replace(f"/{template}", "/$$template") in service["entrypoint"][2], part
+    assert set(secret_env(init)) == template_passwords(REDIS_DIR / "users.acl.template")
+
+
+def test_each_cluster_node_renders_the_users_and_the_replication_password_into_memory(tmp_path):
+    workdir = tmp_path / "pod"
+    workdir.mkdir()
+    acl = rendered_acl(CLUSTER, workdir, "cluster")
+    env = {name: filled_secret("cluster")[name] for name in template_passwords(REDIS_DIR / "users.acl.template")}
+    render = ["sh", str(REDIS_DIR / "render-acl.sh"), str(REDIS_DIR / "users.acl.template")]
+    done = subprocess.run(render, env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30)
+    assert acl == done.stdout, "the users of the single Redis, on every node"
+    masterauth = workdir / "acl" / "masterauth.conf"
+    assert masterauth.read_text() == f'masterauth "{filled_secret("cluster")["REDIS_PASSWORD"]}"\n'
+    assert masterauth.stat().st_mode & 0o077 == 0, "the password in the clear: for Redis's user alone"
+    pod = one("cluster", *CLUSTER)["spec"]["template"]["spec"]
+    volume = {v["name"]: v for v in pod["volumes"]}["acl"]
+    assert volume["emptyDir"].get("medium") == "Memory"
+    # the placeholders of the Secret as it is stop the node, as for the single Redis
+    placeholder = tmp_path / "placeholder"
+    placeholder.mkdir()
+    refused = run_init_container(CLUSTER, placeholder, secret_values("cluster"), "cluster")
+    assert refused.returncode == 1 and "is still a placeholder" in refused.stderr
+
+
+def test_a_job_creates_the_cluster_of_the_statefulsets_pods_as_compose_does():
+    statefulset = one("cluster", *CLUSTER)["spec"]
+    job = one("cluster", "Job", "redis-cluster-create")["spec"]
+    pod = job["template"]["spec"]
+    [container] = pod["containers"]
+    service = compose()["services"]["redis-cluster-create"]
+    assert container["image"] == service["image"]
+    nodes = [
+        f"redis-cluster-{i}.{statefulset['serviceName']}.{NAMESPACE}.svc:6379" for i in range(statefulset["replicas"])
+    ]
+    assert container["command"] == [*service["command"][:2], *nodes]
+    assert secret_env(container) == {"REDISCLI_AUTH": "REDIS_PASSWORD"}, "as the administrator"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["EMOTUNE_CLUSTER_REPLICAS"] == service["environment"]["EMOTUNE_CLUSTER_REPLICAS"] == "1"
+    [mount] = container["volumeMounts"]
+    volume = {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+    assert mount["mountPath"] == "/etc/emotune" and volume["configMap"]["name"] == "emotune-redis-acl"
+    assert "cluster-create.sh" in one("cluster", "ConfigMap", "emotune-redis-acl")["data"]
+    assert pod["restartPolicy"] == "OnFailure" and job["backoffLimit"] > 0
+
+
+def test_each_service_connects_to_the_cluster_as_its_own_user(tmp_path):
+    acl = rendered_acl(CLUSTER, tmp_path, "cluster")
+    values = filled_secret("cluster")
+    for name, container in emotune_containers("cluster").items():
+        env = secret_env(container)
+        if "REDIS_URL" not in env:
+            assert name == "modelserver"
+            continue
+        url = urlsplit(values[env["REDIS_URL"]])
+        assert (url.scheme, url.username, url.port, url.path) == ("redis+cluster", name, 6379, "/0"), name
+        assert url.hostname == "redis-cluster", f"{name}: seeded by the Service of every node"
+        assert_service_port("cluster", url.hostname, url.port)
+        assert url.password == values[f"REDIS_{name.upper()}_PASSWORD"], name
+        assert f"user {name} on #{sha256(url.password)} " in acl, name
+        if "EMOTUNE_FRAMES_REDIS_URL" in env:  # the frames Redis stays one server
+            assert values[env["EMOTUNE_FRAMES_REDIS_URL"]] == filled_secret()[env["EMOTUNE_FRAMES_REDIS_URL"]]
+
+
 # --- containers ----------------------------------------------------------------------------------------------
 
 
@@ -484,7 +645,7 @@ def test_every_container_has_requests_limits_and_both_probes():
                     request = quantity(resources["requests"][resource])
                     limit = quantity(resources["limits"][resource])
                     assert 0 < request <= limit, f"{where}: {resource} request {request} limit {limit}"
-                if container in pod.get("initContainers", []):
+                if container in pod.get("initContainers", []) or workload in jobs(variant):
                     continue
                 for probe in ("livenessProbe", "readinessProbe"):
                     assert probe in container, f"{where} has no {probe}"
@@ -659,25 +820,64 @@ def test_the_recommender_keeps_its_models_and_reads_the_data():
 # --- autoscaling ---------------------------------------------------------------------------------------------
 
 
-def test_keda_scales_the_inference_workers_on_the_pending_faces_of_their_group():
-    scaled = one("keda", "ScaledObject", "inference")["spec"]
+#: The Redis Service KEDA reads each variant's shards from, and KEDA's scaler for it.
+KEDA_REDIS = {
+    "keda": ("redis-streams", "address", "redis"),
+    "cluster": ("redis-cluster-streams", "addresses", "redis-cluster"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(KEDA_REDIS))
+def test_keda_scales_the_inference_workers_on_the_pending_faces_of_every_shard_summed(variant):
+    scaled = one(variant, "ScaledObject", "inference")["spec"]
     target = scaled["scaleTargetRef"]
     assert (target.get("apiVersion", "apps/v1"), target.get("kind", "Deployment")) == ("apps/v1", "Deployment")
-    assert one("keda", "Deployment", target["name"])["metadata"]["name"] == "inference"
+    assert one(variant, "Deployment", target["name"])["metadata"]["name"] == "inference"
     assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (1, 10)
-    [trigger] = scaled["triggers"]
-    metadata = trigger["metadata"]
-    assert trigger["type"] == "redis-streams"
-    assert (metadata["stream"], metadata["consumerGroup"]) == (FACES, INFERENCE_GROUP)
-    assert int(metadata["pendingEntriesCount"]) > 0
-    host, port = metadata["address"].rsplit(":", 1)
-    assert_service_port("keda", host, int(port))
-    auth = one("keda", "TriggerAuthentication", trigger["authenticationRef"]["name"])
-    assert trigger["authenticationRef"].get("kind", "TriggerAuthentication") == "TriggerAuthentication"
-    [ref] = auth["spec"]["secretTargetRef"]
-    assert ref["parameter"] == "password"
-    assert ref["key"] in one("keda", "Secret", ref["name"])["stringData"]
-    assert ref["key"] == "REDIS_PASSWORD"
+    # one trigger per shard of emotune:faces, named s0..s(N-1), on the inference group's pending entries
+    shards = int(read_env_file(ROOT / "deploy" / "emotune.env")["EMOTUNE_STREAM_SHARDS"])
+    kind, address_field, service = KEDA_REDIS[variant]
+    triggers = scaled["triggers"]
+    assert [t["name"] for t in triggers] == [f"s{shard}" for shard in range(shards)]
+    assert [t["metadata"]["stream"] for t in triggers] == [shard_stream(FACES, shard) for shard in range(shards)]
+    for trigger in triggers:
+        metadata = trigger["metadata"]
+        assert trigger["type"] == kind
+        assert metadata["consumerGroup"] == INFERENCE_GROUP
+        host, port = metadata[address_field].rsplit(":", 1)
+        assert host.partition(".")[0] == service
+        assert_service_port(variant, host, int(port))
+        auth = one(variant, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+        assert trigger["authenticationRef"].get("kind", "TriggerAuthentication") == "TriggerAuthentication"
+        [ref] = auth["spec"]["secretTargetRef"]
+        assert (ref["parameter"], ref["key"]) == ("password", "REDIS_PASSWORD")
+        assert ref["key"] in one(variant, "Secret", ref["name"])["stringData"]
+    # an HPA over several metrics takes the largest: the formula makes one metric, the sum over every shard
+    modifiers = scaled["advanced"]["scalingModifiers"]
+    terms = [term.strip() for term in modifiers["formula"].split("+")]
+    assert sorted(terms) == sorted(t["name"] for t in triggers), "every shard summed, once"
+    assert modifiers.get("metricType", "AverageValue") == "AverageValue"  # the sum per replica
+    target_per_replica = float(modifiers["target"])
+    assert target_per_replica > 0
+    assert all(float(t["metadata"]["pendingEntriesCount"]) == target_per_replica for t in triggers)
+
+
+def test_the_keda_manifests_are_generated_from_the_number_of_shards():
+    """render_settings.py writes them (--check in test_the_generated_configmaps_are_up_to_date); its shard names
+    are emotune_common.shards' for any number of shards."""
+    sys.path.insert(0, str(K8S))
+    try:
+        import render_settings
+    finally:
+        sys.path.remove(str(K8S))
+    assert all(render_settings.shard_stream(FACES, n) == shard_stream(FACES, n) for n in (0, 3, 15, 99))
+    assert (render_settings.FACES, render_settings.INFERENCE_GROUP) == (FACES, INFERENCE_GROUP)
+    for path, variant in render_settings.KEDA_VARIANTS.items():
+        [_, scaled] = yaml.safe_load_all(render_settings.render_keda(3, variant))
+        assert scaled["spec"]["advanced"]["scalingModifiers"]["formula"] == "s0 + s1 + s2"
+        assert path.read_text() == render_settings.render_keda(
+            int(read_env_file(ROOT / "deploy" / "emotune.env")["EMOTUNE_STREAM_SHARDS"]), variant
+        )
 
 
 def test_the_hpa_fallback_scales_the_inference_workers_on_cpu_within_the_same_bounds():

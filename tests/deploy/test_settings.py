@@ -72,10 +72,15 @@ def test_compose_gives_each_service_what_it_reads_and_nothing_unknown(service):
 
 
 def kubernetes_objects() -> list[dict]:
+    """Every object of deploy/k8s, but the patches of an overlay (deploy/k8s/cluster's Secret with cluster URLs:
+    tests/deploy/test_k8s.py checks each variant as built)."""
     import yaml
 
-    return [d for p in sorted((ROOT / "deploy" / "k8s").rglob("*.yaml")) for d in yaml.safe_load_all(p.read_text())
-            if isinstance(d, dict) and "kind" in d]  # fmt: skip
+    k8s = ROOT / "deploy" / "k8s"
+    patches = {(k.parent / e["path"]).resolve() for k in k8s.rglob("kustomization.yaml")
+               for e in yaml.safe_load(k.read_text()).get("patches", []) if "path" in e}  # fmt: skip
+    files = [p for p in sorted(k8s.rglob("*.yaml")) if p.resolve() not in patches]
+    return [d for p in files for d in yaml.safe_load_all(p.read_text()) if isinstance(d, dict) and "kind" in d]
 
 
 def emotune_containers(objects: list[dict]) -> dict[str, dict]:
