@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
 from emotune_common.ids import make_header
+from emotune_common.shards import shard_streams
 
 from ..processes import PATIENCE_S
 
@@ -27,6 +28,16 @@ def crops(n: int, user: str = "user-1") -> list[messages_pb2.FaceCrop]:
 
 async def read_all(redis: aioredis.Redis, stream: str) -> list[tuple[str, dict]]:
     return [(i.decode(), f) for i, f in await redis.xrange(stream)]
+
+
+async def shard_entries(redis: aioredis.Redis, stream: str, shards: int) -> list[tuple[str, dict]]:
+    """Every entry of every shard of ``stream`` (emotune_common.shards), shard by shard."""
+    return [entry for name in shard_streams(stream, shards) for entry in await read_all(redis, name)]
+
+
+async def shard_length(redis: aioredis.Redis, stream: str, shards: int) -> int:
+    """The entries of every shard of ``stream`` together."""
+    return sum([await redis.xlen(name) for name in shard_streams(stream, shards)])
 
 
 async def crop_ids_in(redis: aioredis.Redis, stream: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Inference workers against a real Redis and the real model server."""
+"""Inference workers against a real Redis and the real model server, the crops of several sessions over the shards."""
 
 from __future__ import annotations
 
@@ -10,24 +10,40 @@ import pytest
 from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
 from emotune_common.ids import make_header
-from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
+from emotune_common.sharded import ShardedProducer
+from emotune_common.shards import session_stream, shard_streams
 from emotune_common.streams import EMOTIONS, FACES, dead_letter_stream
 from emotune_inference.__main__ import serve
 from emotune_inference.settings import InferenceSettings
 from emotune_inference.worker import event_id
 
-from ..common.helpers import wait_for
+from ..common.helpers import read_all, shard_length, wait_for
 from ..conftest import free_port
 from ..modelserver.helpers import predict_request, probabilities
 from ..processes import PATIENCE_S, start_model_server
+
+#: Shards of the streams in these tests; the crops' 4 sessions lie on 2 of them (0 and 2).
+SHARDS = 4
+SESSIONS = ("s1", "s2", "s3", "s4")
 
 
 def fer_crops(val_faces, n: int) -> list[messages_pb2.FaceCrop]:
     images, _ = val_faces
     pixels = (images[:n, :, :, 0] * 255).round().astype(np.uint8)
-    return [messages_pb2.FaceCrop(header=make_header("s1", "alice"), pixels=p.tobytes(), width=48, height=48,
-                                  frame_number=i) for i, p in enumerate(pixels)]  # fmt: skip
+    return [messages_pb2.FaceCrop(header=make_header(SESSIONS[i % len(SESSIONS)], "alice"), pixels=p.tobytes(),
+                                  width=48, height=48, frame_number=i) for i, p in enumerate(pixels)]  # fmt: skip
+
+
+def faces(redis) -> ShardedProducer:
+    return ShardedProducer(redis, FACES, SHARDS, 10_000)
+
+
+async def dead_faces(redis) -> list[tuple[str, dict]]:
+    """The dead letters of every shard of emotune:faces."""
+    return [
+        letter for name in shard_streams(FACES, SHARDS) for letter in await read_all(redis, dead_letter_stream(name))
+    ]
 
 
 def settings_for(redis_url: str, model_server: str) -> InferenceSettings:
@@ -37,7 +53,7 @@ def settings_for(redis_url: str, model_server: str) -> InferenceSettings:
             "MODEL_SERVER": model_server,
             "inference_batch_size": 8,
             "breaker_reset_s": 0.5,
-            "stream": {"block_ms": 50, "claim_idle_ms": 1000, "max_deliveries": 3},
+            "stream": {"shards": SHARDS, "block_ms": 50, "claim_idle_ms": 1000, "max_deliveries": 3},
         }
     )
 
@@ -48,13 +64,20 @@ async def run_worker(settings: InferenceSettings):
 
 
 async def events(redis) -> list[messages_pb2.EmotionEvent]:
-    return [decode(f, messages_pb2.EmotionEvent) for _, f in await redis.xrange(EMOTIONS)]
+    """Every shard's events, each checked to be on the shard of its crop (and session)."""
+    found = []
+    for name in shard_streams(EMOTIONS, SHARDS):
+        for _, f in await redis.xrange(name):
+            event = decode(f, messages_pb2.EmotionEvent)
+            assert name == session_stream(EMOTIONS, event.header.session_id, SHARDS)
+            found.append(event)
+    return found
 
 
 async def test_one_event_per_crop_with_the_models_probabilities(redis_server, model_server, val_faces):
     redis = connect(redis_server.url)
     crops = fer_crops(val_faces, 40)
-    await StreamProducer(redis, FACES, 10_000).publish_many(crops)
+    await faces(redis).publish_many(crops)
     stop, task = await run_worker(settings_for(redis_server.url, model_server.target))
     try:
         await wait_for(lambda: _length(redis, EMOTIONS, 40), PATIENCE_S, "40 emotion events")
@@ -75,7 +98,8 @@ async def test_one_event_per_crop_with_the_models_probabilities(redis_server, mo
         assert event.header.id == event_id(crop.header.id)
         assert (event.header.user_id, event.header.captured_at_us) == ("alice", crop.header.captured_at_us)
         assert event.model_name == "emotion_cnn" and event.model_version >= 1
-    assert (await redis.xpending(FACES, "inference"))["pending"] == 0
+    for name in shard_streams(FACES, SHARDS):
+        assert (await redis.xpending(name, "inference"))["pending"] == 0
     await redis.aclose()
 
 
@@ -84,13 +108,13 @@ async def test_a_model_server_outage_loses_nothing(redis_server, tmp_path, val_f
     redis = connect(redis_server.url)
     port = free_port()
     crops = fer_crops(val_faces, 24)
-    await StreamProducer(redis, FACES, 10_000).publish_many(crops)
+    await faces(redis).publish_many(crops)
     stop, task = await run_worker(settings_for(redis_server.url, f"127.0.0.1:{port}"))
     server = None
     try:
         await asyncio.sleep(3)  # the model server is not there yet
-        assert await redis.xlen(EMOTIONS) == 0
-        assert await redis.xlen(dead_letter_stream(FACES)) == 0
+        assert await shard_length(redis, EMOTIONS, SHARDS) == 0
+        assert not await dead_faces(redis)
         server = await asyncio.to_thread(start_model_server, tmp_path, port=port)
         await wait_for(lambda: _length(redis, EMOTIONS, 24), PATIENCE_S, "every crop scored after the outage")
     finally:
@@ -99,7 +123,7 @@ async def test_a_model_server_outage_loses_nothing(redis_server, tmp_path, val_f
         if server:
             server.stop()
     assert {e.crop_id for e in await events(redis)} == {c.header.id for c in crops}
-    assert await redis.xlen(dead_letter_stream(FACES)) == 0
+    assert not await dead_faces(redis)
     await redis.aclose()
 
 
@@ -107,22 +131,26 @@ async def test_a_malformed_crop_goes_to_the_dead_letters_and_the_rest_flow(redis
     redis = connect(redis_server.url)
     crops = fer_crops(val_faces, 10)
     crops[3].pixels = b"tiny"
-    await StreamProducer(redis, FACES, 10_000).publish_many(crops)
+    await faces(redis).publish_many(crops)
     stop, task = await run_worker(settings_for(redis_server.url, model_server.target))
     try:
-        await wait_for(lambda: _length(redis, dead_letter_stream(FACES), 1), PATIENCE_S, "a dead letter")
+        await wait_for(lambda: _some(dead_faces(redis)), PATIENCE_S, "a dead letter")
         await wait_for(lambda: _length(redis, EMOTIONS, 9), PATIENCE_S, "9 events")
     finally:
         stop.set()
         await asyncio.wait_for(task, PATIENCE_S)
-    [(_, letter)] = await redis.xrange(dead_letter_stream(FACES))
+    [(_, letter)] = await dead_faces(redis)
     assert b"expected 48x48" in letter[b"dlq_reason"]
     assert crops[3].header.id not in {e.crop_id for e in await events(redis)}
     await redis.aclose()
 
 
+async def _some(entries) -> bool:
+    return bool(await entries)
+
+
 async def _length(redis, stream, n):
-    return await redis.xlen(stream) >= n
+    return await shard_length(redis, stream, SHARDS) >= n
 
 
 def test_the_workers_messages_are_tensorflow_servings_on_the_wire():
@@ -182,7 +210,7 @@ async def test_a_running_system_moves_to_a_new_version_and_back_without_a_restar
 
     redis = connect(redis_server.url)
     server = await asyncio.to_thread(start_model_server, tmp_path)
-    producer = StreamProducer(redis, FACES, 10_000)
+    producer = faces(redis)
     stop, task = await run_worker(settings_for(redis_server.url, server.target))
     scored = 0
 

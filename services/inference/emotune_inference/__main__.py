@@ -1,15 +1,16 @@
 """An inference worker: ``python -m emotune_inference``. Start as many as wanted; they share the
-consumer group ``inference`` on emotune:faces."""
+consumer group ``inference`` on every shard of emotune:faces (one consumer per shard, each its own task),
+and each writes a shard's events to the same shard of emotune:emotions."""
 
 from __future__ import annotations
 
 import asyncio
 
 from emotune.v1 import messages_pb2
-from emotune_common.consumer import StreamConsumer, default_consumer_name
+from emotune_common.consumer import default_consumer_name
 from emotune_common.lifecycle import run_service, serve_ops
-from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
+from emotune_common.sharded import ShardedProducer, shard_consumers
 from emotune_common.streams import EMOTIONS, FACES
 from emotune_inference.model_client import CircuitBreaker, ModelClient
 from emotune_inference.settings import InferenceSettings
@@ -22,23 +23,16 @@ async def serve(settings: InferenceSettings, stop: asyncio.Event) -> None:
     redis = connect(settings.redis_url)
     client = ModelClient(settings.model_server, settings.model_name, settings.model_deadline_ms / 1000,
                          CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s))  # fmt: skip
-    emotions = StreamProducer(redis, EMOTIONS, settings.emotions_maxlen)
-    handler = inference_handler(client, emotions, stop)
+    emotions = ShardedProducer(redis, EMOTIONS, settings.stream.shards, settings.emotions_maxlen)
+    # The shards' consumers read at once (while one waits for the model, the others read their batches);
+    # at most inference_concurrency of their batches are at the model server at a time.
+    in_flight = asyncio.Semaphore(settings.inference_concurrency)
     stream_settings = settings.stream.model_copy(update={"batch_size": settings.inference_batch_size})
-    name = settings.consumer_name or default_consumer_name()
-    # Several consumers per process: while one waits for the model, the next reads its batch.
-    consumers = [
-        StreamConsumer(
-            redis,
-            FACES,
-            GROUP,
-            handler,
-            consumer=f"{name}-{i}",
-            settings=stream_settings,
-            message_type=messages_pb2.FaceCrop,
-        )
-        for i in range(settings.inference_concurrency)
-    ]
+    consumers = shard_consumers(
+        redis, FACES, GROUP, lambda shard: inference_handler(client, emotions.shard(shard), stop, in_flight),
+        stream_settings, consumer=settings.consumer_name or default_consumer_name(),
+        message_type=messages_pb2.FaceCrop,
+    )  # fmt: skip
 
     async def ready() -> bool:
         return bool(await redis.ping()) and not client.breaker.open

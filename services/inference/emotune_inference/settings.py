@@ -12,7 +12,9 @@ class InferenceSettings(ServiceSettings):
     model_name: str = "emotion_cnn"
     model_deadline_ms: int = Field(2_000, ge=1, description="Deadline of one Predict")
     inference_batch_size: int = Field(32, ge=1, description="Crops read and scored at once")
-    inference_concurrency: int = Field(2, ge=1, description="Batches in flight per worker process")
+    inference_concurrency: int = Field(
+        2, ge=1, description="Batches at the model server at once per worker process, shared by its shards' consumers"
+    )
     breaker_failures: int = Field(3, ge=1, description="Consecutive failures that open the circuit")
     breaker_reset_s: float = Field(2.0, gt=0, description="How long an open circuit waits before one trial call")
     emotions_maxlen: int = Field(10_000, ge=1)

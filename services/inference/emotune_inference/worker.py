@@ -46,7 +46,15 @@ def emotion_event(crop: messages_pb2.FaceCrop, probabilities: np.ndarray, model:
     )
 
 
-def inference_handler(client: ModelClient, emotions: StreamProducer, stop: asyncio.Event):
+def inference_handler(
+    client: ModelClient, emotions: StreamProducer, stop: asyncio.Event, in_flight: asyncio.Semaphore | None = None
+):
+    """The handler of one shard of emotune:faces; its events go to ``emotions``, the same shard of emotune:emotions.
+
+    ``in_flight``, shared by the handlers of every shard, bounds the batches at the model server at once.
+    """
+    in_flight = in_flight or asyncio.Semaphore(1)
+
     async def handle(batch: Sequence[Delivery]) -> Outcome:
         outcome = Outcome()
         good: list[Delivery] = []
@@ -61,7 +69,8 @@ def inference_handler(client: ModelClient, emotions: StreamProducer, stop: async
         if not good:
             return outcome
         try:
-            prediction = await client.predict(np.stack(pixels), stop)
+            async with in_flight:
+                prediction = await client.predict(np.stack(pixels), stop)
         except Stopped as e:
             outcome.failed.update({d.entry_id: str(e) for d in good})
             return outcome
