@@ -44,13 +44,17 @@ for node in "$@"; do
   done
 done
 
-address() { # address HOST:PORT: IP:PORT of the node, as it sees itself on this connection
+address() { # address HOST:PORT: IP:PORT@BUSPORT of the node, as it sees itself on this connection
   laddr=$(cli "$1" client info | tr ' ' '\n' | sed -n 's/^laddr=//p')
   if [ -z "$laddr" ]; then
     echo "cluster-create.sh: $1 did not tell its address (CLIENT INFO): is REDISCLI_AUTH the admin's?" >&2
     exit 1
   fi
-  echo "${laddr%:*}:${1##*:}"
+  bus=$(cli "$1" config get cluster-port | sed -n 2p | tr -d '\r')
+  if [ -z "$bus" ] || [ "$bus" = 0 ]; then
+    bus=$((${1##*:} + 10000))
+  fi
+  echo "${laddr%:*}:${1##*:}@$bus"
 }
 
 addresses=""
@@ -61,8 +65,9 @@ done
 first=$1
 if [ "$(info "$first" cluster_known_nodes)" = 1 ] && [ "$(info "$first" cluster_slots_assigned)" = 0 ]; then
   echo "cluster-create.sh: creating the cluster of$addresses"
-  # shellcheck disable=SC2086 # one word per address
-  redis-cli --no-auth-warning --cluster create $addresses --cluster-replicas "$replicas" --cluster-yes
+  # shellcheck disable=SC2046 # one word per address
+  redis-cli --no-auth-warning --cluster create $(for a in $addresses; do echo "${a%@*}"; done) \
+    --cluster-replicas "$replicas" --cluster-yes
 else
   echo "cluster-create.sh: the cluster exists; its nodes meet again at$addresses"
   for node in "$@"; do
@@ -74,7 +79,8 @@ else
     own=$(address "$node")
     for other in $addresses; do
       if [ "$other" != "$own" ]; then
-        cli "$node" cluster meet "${other%:*}" "${other##*:}" >/dev/null
+        other_ip_port=${other%@*}
+        cli "$node" cluster meet "${other_ip_port%:*}" "${other_ip_port##*:}" "${other##*@}" >/dev/null
       fi
     done
   done

@@ -32,6 +32,7 @@ from emotune_common.keys import CAPTURE_SESSIONS, api_key_index, session_key, us
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
 from emotune_common.settings import StreamSettings
+from emotune_common.shards import shard_stream
 from emotune_common.streams import EMOTIONS, FACES, FEEDBACK, FRAMES, RECOMMENDATIONS, dead_letter_stream
 from emotune_gateway.app import create_app
 from emotune_gateway.settings import GatewaySettings
@@ -48,6 +49,12 @@ SERVICES = ("capture", "inference", "recommender", "gateway")
 PASSWORDS = {"REDIS_PASSWORD": "admin-pw", **{f"REDIS_{s.upper()}_PASSWORD": f"{s}-pw-{s[::-1]}" for s in SERVICES}}
 PHOTO = (DATA_DIR / "images" / "obama.jpg").read_bytes()
 SID = "0123456789abcdef0123456789abcdef"  # a session id as the gateway makes them (32 hex digits)
+#: The streams as the services name them: one shard of each (emotune:{s3}:faces...); the users' key patterns
+#: (emotune:{s*}:faces) take every shard alike.
+SHARD = 3
+S_FRAMES, S_FACES, S_EMOTIONS, S_RECOMMENDATIONS, S_FEEDBACK = (
+    shard_stream(stream, SHARD) for stream in (FRAMES, FACES, EMOTIONS, RECOMMENDATIONS, FEEDBACK)
+)
 
 
 def render(env: dict[str, str], template: Path = TEMPLATE) -> subprocess.CompletedProcess:
@@ -155,10 +162,10 @@ def echo(out: StreamProducer):
 
 #: Who writes each consumed stream, who reads it (group), and what the reader writes.
 FLOWS = [
-    ("gateway", FRAMES, "capture", FACES),
-    ("capture", FACES, "inference", EMOTIONS),
-    ("inference", EMOTIONS, "recommender", RECOMMENDATIONS),
-    ("gateway", FEEDBACK, "recommender", RECOMMENDATIONS),
+    ("gateway", S_FRAMES, "capture", S_FACES),
+    ("capture", S_FACES, "inference", S_EMOTIONS),
+    ("inference", S_EMOTIONS, "recommender", S_RECOMMENDATIONS),
+    ("gateway", S_FEEDBACK, "recommender", S_RECOMMENDATIONS),
 ]
 
 
@@ -167,11 +174,11 @@ async def test_each_service_runs_its_streams_as_its_own_user(acl_redis, frames_r
     """Publishing with trims, a consumer group with a dead letter, de-duplication, and the expiry of the
     input, its dead letters and the output: the stream library's every command, as the services' users.
     Frames are in the frames Redis, and capture writes their crops to the main one."""
-    source = frames_redis if stream == FRAMES else acl_redis
+    source = frames_redis if stream == S_FRAMES else acl_redis
     writer_redis, reader_redis = connect(source.url(writer)), connect(source.url(reader))
-    output_redis = connect(acl_redis.url(reader)) if stream == FRAMES else reader_redis
+    output_redis = connect(acl_redis.url(reader)) if stream == S_FRAMES else reader_redis
     settings = StreamSettings(batch_size=10, block_ms=50, claim_idle_ms=200, max_deliveries=1, retention_s=1)
-    if stream == FRAMES:  # capture's real handler, on real photos
+    if stream == S_FRAMES:  # capture's real handler, on real photos
         messages = [messages_pb2.Frame(header=make_header("s1", "alice"), image=PHOTO, frame_number=i)
                     for i in range(3)]  # fmt: skip
         handler = upload_handler(FaceDetector(), StreamProducer(output_redis, output, 2, retention_s=1))
@@ -228,8 +235,8 @@ def test_a_service_cannot_touch_what_is_not_its_own(acl_redis, frames_redis):
     admin.set(api_key_index("d" * 64), "alice")
     admin.hset(record, mapping={"id": SID, "user_id": "alice", "source": "upload"})
     admin.hset(mood, "mood", "happy")
-    admin.xadd(FACES, {"type": "x", "pb": "y"})
-    frames_admin.xadd(FRAMES, {"type": "x", "pb": "y"})
+    admin.xadd(S_FACES, {"type": "x", "pb": "y"})
+    frames_admin.xadd(S_FRAMES, {"type": "x", "pb": "y"})
     clients = {s: redis.Redis.from_url(acl_redis.url(s)) for s in SERVICES}
     frames_clients = {s: redis.Redis.from_url(frames_redis.url(s)) for s in ("capture", "gateway")}
     everyone_refused = [
@@ -243,12 +250,12 @@ def test_a_service_cannot_touch_what_is_not_its_own(acl_redis, frames_redis):
             ("HGET", spotify, "token"),
             ("GET", api_key_index("d" * 64)),
             ("HGETALL", mood),
-            ("XRANGE", EMOTIONS, "-", "+"),
-            ("XADD", EMOTIONS, "*", "a", "b"),
-            ("XRANGE", FRAMES, "-", "+"),  # frames are in the frames Redis only
-            ("XADD", FRAMES, "*", "a", "b"),
-            ("XREADGROUP", "GROUP", "capture", "c", "STREAMS", FRAMES, ">"),
-            ("XDEL", FACES, "0-1"),
+            ("XRANGE", S_EMOTIONS, "-", "+"),
+            ("XADD", S_EMOTIONS, "*", "a", "b"),
+            ("XRANGE", S_FRAMES, "-", "+"),  # frames are in the frames Redis only
+            ("XADD", S_FRAMES, "*", "a", "b"),
+            ("XREADGROUP", "GROUP", "capture", "c", "STREAMS", S_FRAMES, ">"),
+            ("XDEL", S_FACES, "0-1"),
             ("HSET", account, "name", "Mallory"),
             ("SCAN", "0"),
         ],
@@ -256,30 +263,30 @@ def test_a_service_cannot_touch_what_is_not_its_own(acl_redis, frames_redis):
             ("HGETALL", account),
             ("HGETALL", record),
             ("GET", api_key_index("d" * 64)),
-            ("XRANGE", FRAMES, "-", "+"),
-            ("XADD", RECOMMENDATIONS, "*", "a", "b"),
+            ("XRANGE", S_FRAMES, "-", "+"),
+            ("XADD", S_RECOMMENDATIONS, "*", "a", "b"),
             ("HGETALL", mood),
             ("HGETALL", CAPTURE_SESSIONS),
-            ("DEL", FACES),
+            ("DEL", S_FACES),
         ],
         "recommender": [
             ("HGETALL", account),
             ("HGET", spotify, "token"),
             ("GET", api_key_index("d" * 64)),
             ("HGETALL", record),
-            ("XRANGE", FRAMES, "-", "+"),
-            ("XRANGE", FACES, "-", "+"),
-            ("XADD", FRAMES, "*", "a", "b"),
-            ("DEL", EMOTIONS),
+            ("XRANGE", S_FRAMES, "-", "+"),
+            ("XRANGE", S_FACES, "-", "+"),
+            ("XADD", S_FRAMES, "*", "a", "b"),
+            ("DEL", S_EMOTIONS),
             ("HGETALL", CAPTURE_SESSIONS),
         ],
         "gateway": [
-            ("XGROUP", "DESTROY", FACES, "inference"),
-            ("XREADGROUP", "GROUP", "g", "c", "STREAMS", FACES, ">"),
-            ("XADD", FRAMES, "*", "a", "b"),  # frames are in the frames Redis only
-            ("XRANGE", FRAMES, "-", "+"),
-            ("DEL", FACES),
-            ("XTRIM", FACES, "MAXLEN", "0"),
+            ("XGROUP", "DESTROY", S_FACES, "inference"),
+            ("XREADGROUP", "GROUP", "g", "c", "STREAMS", S_FACES, ">"),
+            ("XADD", S_FRAMES, "*", "a", "b"),  # frames are in the frames Redis only
+            ("XRANGE", S_FRAMES, "-", "+"),
+            ("DEL", S_FACES),
+            ("XTRIM", S_FACES, "MAXLEN", "0"),
             ("EVAL", "return redis.call('FLUSHALL')", "0"),
             ("RENAME", account, "emotune:user:mallory:account"),
         ],
@@ -288,9 +295,10 @@ def test_a_service_cannot_touch_what_is_not_its_own(acl_redis, frames_redis):
         for command in [*commands, *everyone_refused]:
             assert _refused(clients[service], *command), f"{service} may run {command}"
     frames_refused = {  # the frames Redis: frames only, and no consumer group for the gateway
-        "capture": [("XADD", FACES, "*", "a", "b"), ("XDEL", FRAMES, "0-1"), ("DEL", FRAMES), ("HGETALL", account)],
-        "gateway": [("XREADGROUP", "GROUP", "capture", "c", "STREAMS", FRAMES, ">"), ("DEL", FRAMES),
-                    ("XADD", FACES, "*", "a", "b"), ("HGETALL", account)],
+        "capture": [("XADD", S_FACES, "*", "a", "b"), ("XDEL", S_FRAMES, "0-1"), ("DEL", S_FRAMES),
+                    ("HGETALL", account)],
+        "gateway": [("XREADGROUP", "GROUP", "capture", "c", "STREAMS", S_FRAMES, ">"), ("DEL", S_FRAMES),
+                    ("XADD", S_FACES, "*", "a", "b"), ("HGETALL", account)],
     }  # fmt: skip
     for service, commands in frames_refused.items():
         for command in [*commands, *everyone_refused]:
@@ -302,8 +310,8 @@ def test_a_service_cannot_touch_what_is_not_its_own(acl_redis, frames_redis):
     assert clients["capture"].hgetall(record)[b"source"] == b"upload"  # its status script reads session records
     assert clients["recommender"].hgetall(mood) == {b"mood": b"happy"}
     assert clients["gateway"].hget(spotify, "token") == b"secret-token"
-    assert frames_clients["gateway"].xrange(FRAMES) and frames_clients["capture"].xrange(FRAMES)
-    assert admin.hget(account, "name") == b"Alice" and admin.exists(FACES) and frames_admin.exists(FRAMES)
+    assert frames_clients["gateway"].xrange(S_FRAMES) and frames_clients["capture"].xrange(S_FRAMES)
+    assert admin.hget(account, "name") == b"Alice" and admin.exists(S_FACES) and frames_admin.exists(S_FRAMES)
     for client in (*clients.values(), *frames_clients.values(), admin, frames_admin):
         client.close()
 
@@ -427,3 +435,156 @@ def _until(predicate, within: float, what: str) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
+
+
+# -- a Redis Cluster with the same users, as docker-compose.yml's profile `cluster` starts it ---------------------
+
+CREATE = ROOT / "deploy" / "redis" / "cluster-create.sh"
+MASTERAUTH = ROOT / "deploy" / "redis" / "masterauth.sh"
+
+
+@dataclass
+class AclCluster:
+    ports: list[int]
+    processes: list[subprocess.Popen]
+
+    def url(self, user: str) -> str:
+        password = PASSWORDS["REDIS_PASSWORD" if user == "default" else f"REDIS_{user.upper()}_PASSWORD"]
+        seeds = ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
+        return f"redis+cluster://{user}:{password}@{seeds}/0"
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, username="default", password=PASSWORDS["REDIS_PASSWORD"])
+
+
+def create_cluster(ports: list[int]) -> subprocess.CompletedProcess:
+    """deploy/redis/cluster-create.sh, as compose's job and the Kubernetes Job run it (as the administrator)."""
+    env = {"PATH": os.environ["PATH"], "REDISCLI_AUTH": PASSWORDS["REDIS_PASSWORD"], "EMOTUNE_CLUSTER_WAIT_S": "30"}
+    return subprocess.run(["sh", str(CREATE), *(f"127.0.0.1:{p}" for p in ports)], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def acl_cluster(tmp_path_factory) -> Iterator[AclCluster]:
+    """6 nodes of redis-server --cluster-enabled yes with the users of users.acl.template and the replication
+    password of masterauth.sh, as docker-compose.yml's redis-cluster-N (names announced: here localhost), joined
+    by cluster-create.sh into 3 masters and 3 replicas."""
+    folder = tmp_path_factory.mktemp("cluster")
+    rendered = render(PASSWORDS)
+    assert rendered.returncode == 0, rendered.stderr
+    (folder / "users.acl").write_text(rendered.stdout)
+    masterauth = subprocess.run(["sh", str(MASTERAUTH)], env={"PATH": os.environ["PATH"], **PASSWORDS},
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert masterauth.returncode == 0, masterauth.stderr
+    (folder / "masterauth.conf").write_text(masterauth.stdout)
+    ports, processes = [free_port() for _ in range(6)], []
+    for port in ports:
+        data = folder / str(port)
+        data.mkdir()
+        processes.append(subprocess.Popen([
+            shutil.which("redis-server") or "redis-server", str(folder / "masterauth.conf"), "--port", str(port),
+            "--bind", "127.0.0.1", "--dir", str(data), "--aclfile", str(folder / "users.acl"),
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000",
+            "--cluster-port", str(free_port()),  # a bus port of its own: port + 10000 may be taken or past 65535
+            "--cluster-announce-hostname", "localhost", "--cluster-preferred-endpoint-type", "hostname",
+            "--save", "", "--appendonly", "no", "--logfile", str(data / "redis.log"),
+        ]))  # fmt: skip
+    try:
+        created = create_cluster(ports)
+        assert created.returncode == 0, created.stdout[-3000:] + created.stderr
+        assert "creating the cluster" in created.stdout
+        yield AclCluster(ports, processes)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+
+
+def test_the_cluster_is_created_once_and_its_replicas_authenticate_to_their_masters(acl_cluster):
+    again = create_cluster(acl_cluster.ports)  # every later `docker compose up` runs the job again
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert "the cluster exists" in again.stdout and "creating" not in again.stdout
+    roles = {}
+    deadline = time.monotonic() + PATIENCE_S
+    while True:
+        nodes = [acl_cluster.node(port) for port in acl_cluster.ports]
+        infos = [node.info("replication") for node in nodes]
+        roles = [info["role"] for info in infos]
+        linked = [info.get("master_link_status") == "up" for info in infos if info["role"] == "slave"]
+        for node in nodes:
+            node.close()
+        if sorted(roles) == ["master"] * 3 + ["slave"] * 3 and all(linked):
+            break  # each replica logged in to its master as the administrator (masterauth)
+        assert time.monotonic() < deadline, f"roles {roles}, replicas linked {linked}"
+        time.sleep(0.2)
+    anonymous = redis.Redis(port=acl_cluster.ports[0])
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    anonymous.close()
+
+
+#: The flows of the main Redis (frames stay on the frames Redis, one server).
+CLUSTER_FLOWS = [f for f in FLOWS if f[1] != S_FRAMES]
+
+
+@pytest.mark.parametrize(("writer", "stream", "reader", "output"), CLUSTER_FLOWS, ids=[f[1] for f in CLUSTER_FLOWS])
+async def test_each_service_runs_its_streams_as_its_own_user_on_the_cluster(acl_cluster, writer, stream, reader,
+                                                                            output):  # fmt: skip
+    """The stream library's every command through redis-py's cluster client (redis+cluster://), as each service's
+    user: the client's own commands on connecting (CLUSTER SLOTS, COMMAND, COMMAND GETKEYS) included."""
+    writer_redis, reader_redis = connect(acl_cluster.url(writer)), connect(acl_cluster.url(reader))
+    admin = connect(acl_cluster.url("default"))
+    settings = StreamSettings(batch_size=10, block_ms=50, claim_idle_ms=200, max_deliveries=1, retention_s=1)
+    handler = echo(StreamProducer(reader_redis, output, 2, retention_s=1))
+    await StreamProducer(writer_redis, stream, 2, retention_s=1).publish_many(crops(6))
+    await admin.xadd(stream, {"type": "emotune.v1.FaceCrop", "pb": b"\x08"})  # a poison entry
+    consumer = StreamConsumer(reader_redis, stream, reader, handler, settings=settings, expire_every_s=3600,
+                              message_type=messages_pb2.FaceCrop)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    dlq = dead_letter_stream(stream)
+    try:
+        await wait_for(lambda: _at_least(admin, dlq, 1), PATIENCE_S, "the poison entry dead-lettered")
+        await wait_for(lambda: _no_pending(admin, stream, reader), PATIENCE_S, "every entry handled")
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, PATIENCE_S)
+    assert await admin.xlen(output) >= 1
+    await asyncio.sleep(1.1)
+    lengths = [await admin.xlen(stream), await admin.xlen(dlq), await admin.xlen(output)]
+    assert await consumer.expire() == sum(lengths) > 0  # the trim script ran as `reader`, on the shard's node
+    for client in (writer_redis, reader_redis, admin):
+        await client.aclose()
+
+
+async def test_on_the_cluster_a_service_still_cannot_touch_what_is_not_its_own(acl_cluster):
+    clients = {s: connect(acl_cluster.url(s)) for s in SERVICES}
+    refused = {
+        "capture": [("XADD", S_EMOTIONS, "*", "a", "b"), ("XREADGROUP", "GROUP", "capture", "c", "STREAMS", S_FACES,
+                     ">"), ("GET", "emotune:{s3}:anything")],
+        "inference": [("XADD", S_RECOMMENDATIONS, "*", "a", "b"), ("DEL", S_FACES), ("HGETALL", CAPTURE_SESSIONS)],
+        "recommender": [("XRANGE", S_FACES, "-", "+"), ("XADD", shard_stream(FACES, 15), "*", "a", "b")],
+        "gateway": [("XGROUP", "DESTROY", S_FACES, "inference"), ("XTRIM", S_FACES, "MAXLEN", "0")],
+    }  # fmt: skip
+    try:
+        for service, commands in refused.items():
+            for command in commands:
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    await clients[service].execute_command(*command)
+        for service in SERVICES:  # the cluster's layout is the administrator's: a service only reads the slots map
+            node = redis.Redis(port=acl_cluster.ports[0], username=service,
+                               password=PASSWORDS[f"REDIS_{service.upper()}_PASSWORD"])  # fmt: skip
+            assert node.execute_command("CLUSTER", "SLOTS")
+            for command in (("CLUSTER", "NODES"), ("CLUSTER", "FORGET", "x" * 40), ("CLUSTER", "RESET"),
+                            ("CLUSTER", "FAILOVER"), ("CLUSTER", "ADDSLOTS", "1"), ("READWRITE",)):  # fmt: skip
+                assert _refused(node, *command), f"{service} may run {command}"
+            node.close()
+        # and what each does need, on any shard
+        assert await clients["inference"].xadd(shard_stream(EMOTIONS, 15), {"a": "b"})
+        assert await clients["gateway"].xrange(shard_stream(FACES, 0)) == []
+        assert await clients["capture"].hset(CAPTURE_SESSIONS, SID, "{}") == 1
+    finally:
+        for client in clients.values():
+            await client.aclose()
