@@ -15,7 +15,8 @@ from emotune_capture.sessions import SessionWatcher
 from emotune_capture.settings import CaptureSettings
 from emotune_common.codec import decode
 from emotune_common.keys import CAPTURE_SESSIONS, capture_lease, session_key
-from emotune_common.producer import StreamProducer
+from emotune_common.sharded import ShardedProducer
+from emotune_common.shards import session_stream
 from emotune_common.streams import FACES
 
 from ..common.helpers import wait_for
@@ -36,7 +37,13 @@ def fast(**changes) -> CaptureSettings:
 async def watcher(redis: aioredis.Redis, owner: str, settings: CaptureSettings | None = None):
     """A running SessionWatcher, its task and its stop event (SIGTERM); stopped on the way out, unless cancelled."""
     settings = settings or fast()
-    w = SessionWatcher(redis, settings, StreamProducer(redis, FACES, 100_000), partial(tracker, settings), owner=owner)
+    w = SessionWatcher(
+        redis,
+        settings,
+        ShardedProducer(redis, FACES, settings.stream.shards, 100_000),
+        partial(tracker, settings),
+        owner=owner,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(w.run(stop))
     try:
@@ -55,7 +62,8 @@ async def register(redis: aioredis.Redis, session_id: str, source: str, user: st
 
 
 async def crops_of(redis: aioredis.Redis, session_id: str) -> list[messages_pb2.FaceCrop]:
-    crops = (decode(f, messages_pb2.FaceCrop) for _, f in await redis.xrange(FACES))
+    stream = session_stream(FACES, session_id, CaptureSettings().stream.shards)  # all of a session's in its shard
+    crops = (decode(f, messages_pb2.FaceCrop) for _, f in await redis.xrange(stream))
     return [c for c in crops if c.header.session_id == session_id]
 
 

@@ -20,9 +20,11 @@ import redis.asyncio as aioredis
 from emotune.v1 import messages_pb2
 from emotune_capture.__main__ import tracker
 from emotune_capture.sessions import SessionWatcher
+from emotune_capture.settings import CaptureSettings
 from emotune_common.codec import decode
 from emotune_common.keys import CAPTURE_INSTANCES, CAPTURE_SESSIONS, capture_lease, session_key
-from emotune_common.producer import StreamProducer
+from emotune_common.sharded import ShardedProducer
+from emotune_common.shards import shard_streams
 from emotune_common.sources import SourceError, SourceSpec
 from emotune_common.streams import FACES
 
@@ -38,7 +40,13 @@ LEASE_MS = 2000
 
 def make(redis: aioredis.Redis, owner: str, kind: type[SessionWatcher] = SessionWatcher) -> SessionWatcher:
     settings = fast(capture_lease_ms=LEASE_MS, capture_fps=1.0)
-    return kind(redis, settings, StreamProducer(redis, FACES, 100_000), partial(tracker, settings), owner=owner)
+    return kind(
+        redis,
+        settings,
+        ShardedProducer(redis, FACES, settings.stream.shards, 100_000),
+        partial(tracker, settings),
+        owner=owner,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -230,7 +238,8 @@ def test_two_capture_processes_split_eight_sessions_as_the_capture_user(acl_redi
         return now if counts == [4, 4] and leases == [now.get(s) for s in sessions] else None
 
     def publishing() -> bool:  # every session's crops in the stream, and each process counting its own
-        crops = {decode(f, messages_pb2.FaceCrop).header.session_id for _, f in admin.xrange(FACES)}
+        shards = shard_streams(FACES, CaptureSettings().stream.shards)
+        crops = {decode(f, messages_pb2.FaceCrop).header.session_id for s in shards for _, f in admin.xrange(s)}
         return set(sessions) <= crops and all(metric(s, "emotune_capture_faces_total") > 0 for s in services)
 
     started = time.monotonic()

@@ -23,7 +23,7 @@ from emotune_capture.settings import CaptureSettings
 from emotune_capture.sources import open_frames
 from emotune_common.egress import StreamAllow, StreamRefused
 from emotune_common.keys import CAPTURE_SESSIONS, session_key
-from emotune_common.producer import StreamProducer
+from emotune_common.sharded import ShardedProducer
 from emotune_common.sources import parse_source
 from emotune_common.streams import FACES
 
@@ -152,7 +152,9 @@ async def test_a_session_on_a_refused_stream_fails_and_says_why(guarded, camera,
     await redis.hset(record, mapping={"id": "s1", "user_id": "alice", "source": url, "state": "active"})
     await redis.hset(CAPTURE_SESSIONS, "s1", json.dumps({"user_id": "alice", "source": url}))
     settings = CaptureSettings(capture_poll_s=0.2, capture_lease_ms=1000)
-    watcher = SessionWatcher(redis, settings, StreamProducer(redis, FACES, 1000), partial(tracker, settings), "w1")
+    watcher = SessionWatcher(
+        redis, settings, ShardedProducer(redis, FACES, settings.stream.shards, 1000), partial(tracker, settings), "w1"
+    )
     stop = asyncio.Event()
     with capture_logs() as logs:
         task = asyncio.create_task(watcher.run(stop))

@@ -31,7 +31,8 @@ from emotune_common.codec import decode
 from emotune_common.egress import StreamAllow
 from emotune_common.ids import now_us
 from emotune_common.keys import CAPTURE_SESSIONS, capture_lease, session_key
-from emotune_common.producer import StreamProducer
+from emotune_common.sharded import ShardedProducer
+from emotune_common.shards import session_stream
 from emotune_common.streams import FACES
 
 from ..common.helpers import wait_for
@@ -44,6 +45,8 @@ pytestmark = pytest.mark.slow
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 SERVERS = {"http": HttpStreamServer, "rtsp": RtspStreamServer}
 LOOPBACK = "127.0.0.1/32"
+#: The shard of emotune:faces that session s1's crops go to.
+S1_FACES = session_stream(FACES, "s1", CaptureSettings().stream.shards)
 STREAM_EVENTS = {"stream_lost", "stream_reconnected", "stream_refused"}
 S = TypeVar("S", HttpStreamServer, RtspStreamServer)
 
@@ -86,7 +89,13 @@ async def watching(client: aioredis.Redis, url: str, reconnect_s: float) -> Asyn
     await client.hset(CAPTURE_SESSIONS, "s1", json.dumps({"user_id": "alice", "source": url}))
     settings = CaptureSettings(capture_poll_s=0.2, capture_lease_ms=2000, capture_retry_s=3600,
                                capture_reconnect_s=reconnect_s)  # fmt: skip
-    watcher = SessionWatcher(client, settings, StreamProducer(client, FACES, 100_000), partial(tracker, settings), "w1")
+    watcher = SessionWatcher(
+        client,
+        settings,
+        ShardedProducer(client, FACES, settings.stream.shards, 100_000),
+        partial(tracker, settings),
+        "w1",
+    )
     halt = asyncio.Event()
     task = asyncio.create_task(watcher.run(halt))
     try:
@@ -98,7 +107,7 @@ async def watching(client: aioredis.Redis, url: str, reconnect_s: float) -> Asyn
 
 async def crops(client: aioredis.Redis, since_us: int = 0) -> list[messages_pb2.FaceCrop]:
     """Session s1's crops of frames captured after ``since_us``."""
-    found = (decode(f, messages_pb2.FaceCrop) for _, f in await client.xrange(FACES))
+    found = (decode(f, messages_pb2.FaceCrop) for _, f in await client.xrange(S1_FACES))
     return [c for c in found if c.header.session_id == "s1" and c.header.captured_at_us > since_us]
 
 
@@ -194,7 +203,7 @@ def test_the_capture_process_reconnects_a_stream_of_its_settings(rtsp_server, re
         wait_http(f"http://127.0.0.1:{ops}/readyz", PATIENCE_S, capture)
 
         def faces(since_us: int = 0) -> list[messages_pb2.FaceCrop]:
-            found = (decode(f, messages_pb2.FaceCrop) for _, f in client.xrange(FACES))
+            found = (decode(f, messages_pb2.FaceCrop) for _, f in client.xrange(S1_FACES))
             return [c for c in found if c.header.captured_at_us > since_us]
 
         wait_until(lambda: len(faces()) >= 3, PATIENCE_S, "faces of the stream", detail=capture.tail)

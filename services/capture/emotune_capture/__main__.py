@@ -7,7 +7,7 @@ python -m emotune_capture run video:clip.mp4 --user alice    # one source by han
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -22,11 +22,12 @@ from emotune_capture.sessions import SessionWatcher
 from emotune_capture.settings import CaptureSettings
 from emotune_capture.tracker import FaceTracker
 from emotune_capture.uploads import upload_handler
-from emotune_common.consumer import StreamConsumer
+from emotune_common.consumer import Handler
 from emotune_common.lifecycle import run_service, serve_ops, stop_on_signals
 from emotune_common.logs import configure_logging, get_logger
-from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect, connect_or_reuse
+from emotune_common.sharded import ShardedProducer, shard_consumers
+from emotune_common.shards import session_stream
 from emotune_common.sources import SourceError, SourceSpec, parse_source
 from emotune_common.streams import FACES, FRAMES
 
@@ -46,20 +47,19 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     specs = [parse_source(s, settings.capture_session, settings.capture_user) for s in settings.capture_sources.split()]
     specs = [s if s.fps else replace(s, fps=settings.capture_fps) for s in specs]
     redis = connect(settings.redis_url)
-    faces = StreamProducer(redis, FACES, settings.faces_maxlen)
+    faces = ShardedProducer(redis, FACES, settings.stream.shards, settings.faces_maxlen)
     reconnect_s = settings.capture_reconnect_s
     jobs: list[tuple[str, Coroutine[Any, Any, Any]]] = [
-        (spec.name, SourceRunner(spec, tracker(settings, spec, i), faces, reconnect_s=reconnect_s).run(stop))
+        (spec.name, SourceRunner(spec, tracker(settings, spec, i), faces.for_session(spec.session),
+                                 reconnect_s=reconnect_s).run(stop))
         for i, spec in enumerate(specs)
-    ]
+    ]  # fmt: skip
     frames_redis = connect_or_reuse(settings.frames_url(), redis, settings.redis_url)
     if settings.capture_uploads:
-        detector = FaceDetector(settings.detector_options(settings.capture_uploads_min_face))
-        consumer = StreamConsumer(
-            frames_redis, FRAMES, "capture", upload_handler(detector, faces, settings.max_frame_pixels),
-            consumer=settings.consumer_name or None, settings=settings.stream, message_type=messages_pb2.Frame,
-        )  # fmt: skip
-        jobs.append(("uploads", _essential("uploads", consumer.run(stop), stop)))
+        consumers = shard_consumers(frames_redis, FRAMES, "capture", lambda shard: _uploads(settings, faces, shard),
+                                    settings.stream, consumer=settings.consumer_name or None,
+                                    message_type=messages_pb2.Frame)  # fmt: skip
+        jobs.append(("uploads", _essential("uploads", asyncio.gather(*(c.run(stop) for c in consumers)), stop)))
     if settings.capture_sessions:
         watcher = SessionWatcher(redis, settings, faces, lambda spec, i: tracker(settings, spec, len(specs) + i))
         jobs.append(("sessions", _essential("sessions", watcher.run(stop), stop)))
@@ -88,7 +88,15 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
         raise SystemExit(f"failed: {', '.join(failed)}")
 
 
-async def _essential(name: str, job: Coroutine[Any, Any, Any], stop: asyncio.Event) -> None:
+def _uploads(settings: CaptureSettings, faces: ShardedProducer, shard: int) -> Handler:
+    """The upload handler of one shard of emotune:frames: its crops go to the same shard of emotune:faces.
+    A detector of its own: the shards' handlers detect at once, each in a thread, and one OpenCV cascade
+    is not safe to share between threads."""
+    detector = FaceDetector(settings.detector_options(settings.capture_uploads_min_face))
+    return upload_handler(detector, faces.shard(shard), settings.max_frame_pixels)
+
+
+async def _essential(name: str, job: Awaitable[Any], stop: asyncio.Event) -> None:
     """Uploads and sessions are the service: when one fails, the whole service stops (and is restarted)."""
     try:
         await job
@@ -131,7 +139,8 @@ def run(
 
     async def go() -> Counts:
         redis = connect(settings.redis_url) if publish else None
-        producer = StreamProducer(redis, FACES, settings.faces_maxlen) if redis else None
+        faces = ShardedProducer(redis, FACES, settings.stream.shards, settings.faces_maxlen) if redis else None
+        producer = faces.for_session(spec.session) if faces else None
         bar = tqdm(desc=spec.name, unit="frame")
 
         def show(counts: Counts) -> None:
@@ -152,7 +161,7 @@ def run(
         counts = asyncio.run(go())
     except SourceError as e:
         raise typer.BadParameter(str(e), param_hint="SOURCE") from None
-    where = f" published to {FACES}" if publish else ""
+    where = f" published to {session_stream(FACES, spec.session, settings.stream.shards)}" if publish else ""
     typer.echo(
         f"{counts.processed} frames processed ({counts.read} read, {counts.skipped} over the cap, "
         f"{counts.dropped} dropped), {counts.faces} faces{where}"

@@ -8,7 +8,8 @@ each ``capture_poll_s``:
 - reads the registry; a session not run here is taken with a lease, ``SET capture_lease(sid) <owner>
   NX PX <capture_lease_ms>``, and its source run with a :class:`~emotune_capture.live.SourceRunner`
   (up to the instance's fair share, below);
-- renews the leases it holds, only while they are still its own (compare and PEXPIRE in one script);
+- renews the leases it holds, only while they are still its own (compare and PEXPIRE in one script), and
+  writes each session's status after its lease is renewed;
 - stops a runner when its entry leaves the registry (or changes), or its lease is lost or could not be
   renewed for a whole lease (Redis away: another instance may have it by now).
 
@@ -61,8 +62,8 @@ from emotune_capture.settings import CaptureSettings
 from emotune_common.consumer import default_consumer_name
 from emotune_common.keys import CAPTURE_INSTANCES, CAPTURE_SESSIONS, capture_lease, session_key
 from emotune_common.logs import get_logger
-from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import TRANSIENT_ERRORS
+from emotune_common.sharded import ShardedProducer
 from emotune_common.sources import SourceError, SourceSpec, parse_source
 
 log = get_logger("emotune.capture.sessions")
@@ -70,46 +71,35 @@ log = get_logger("emotune.capture.sessions")
 RUNNING, FAILED, ENDED = "running", "failed", "ended"
 RECONNECTING = "reconnecting"  # a stream that stopped, being opened again (live.py)
 
-# Sets the status fields (ARGV from 1: state, detail, owner; an empty state is left as it is) of the
-# session record KEYS[1], only when the record exists.
-_STATUS = """
-local function status(key, state, detail, owner)
-  if redis.call('EXISTS', key) == 0 then return end
-  if state ~= '' then redis.call('HSET', key, 'capture_state', state) end
-  redis.call('HSET', key, 'capture_detail', detail, 'capture_owner', owner)
-end
-"""
+# Lease scripts: their keys are in the slot of {capture} (emotune_common.keys). A session's record is
+# among its user's keys, in another slot of a cluster, so it is written by a script of its own.
 
-# KEYS: lease, session record; ARGV: owner, lease ms, state, detail. Renews the lease and writes the
-# status when the lease is the owner's; returns 0 when it is not (lost).
-_RENEW = (
-    _STATUS
-    + """
+# KEYS: lease; ARGV: owner, lease ms. Renews the lease when it is the owner's; returns 0 when it is not (lost).
+_HOLD = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-status(KEYS[2], ARGV[3], ARGV[4], ARGV[1])
 return 1
 """
-)
 
-# KEYS: lease, session record, registry; ARGV: owner, state, detail, new owner field, session id,
-# registry entry to remove ('' keeps it). Only while the lease is the owner's: deletes the lease,
-# writes the status, and removes the registry entry if it is still the one that was run.
-_RELEASE = (
-    _STATUS
-    + """
+# KEYS: lease, registry; ARGV: owner, session id, registry entry to remove ('' keeps it). Only while the
+# lease is the owner's: deletes it, and removes the registry entry if it is still the one that was run.
+_RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-status(KEYS[2], ARGV[2], ARGV[3], ARGV[4])
-if ARGV[6] ~= '' and redis.call('HGET', KEYS[3], ARGV[5]) == ARGV[6] then
-  redis.call('HDEL', KEYS[3], ARGV[5])
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[3] then
+  redis.call('HDEL', KEYS[2], ARGV[2])
 end
 return 1
 """
-)
 
-# KEYS: session record; ARGV: state, detail, owner. For a source that is wrong before any lease.
-_SET_STATUS = _STATUS + "\nstatus(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\nreturn 1\n"
+# KEYS: session record; ARGV: state ('' leaves it as it is), detail, owner. Sets the status fields, only
+# when the record exists (a deleted user's session is not brought back).
+_SET_STATUS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'capture_state', ARGV[1]) end
+redis.call('HSET', KEYS[1], 'capture_detail', ARGV[2], 'capture_owner', ARGV[3])
+return 1
+"""
 
 # KEYS: the instances, then the leases of the registry's sessions; ARGV: owner, lease ms. Announces the
 # owner (scored by Redis's clock, so that the hosts' clocks do not matter), drops the instances not seen
@@ -164,7 +154,7 @@ class SessionWatcher:
         self,
         redis: aioredis.Redis,
         settings: CaptureSettings,
-        faces: StreamProducer,
+        faces: ShardedProducer,
         detectors: Callable[[SourceSpec, int], Detects],
         owner: str | None = None,
     ) -> None:
@@ -184,7 +174,7 @@ class SessionWatcher:
         self._started = 0
         self._free_since: dict[str, float] = {}  # a session nobody holds -> since when (monotonic), as seen here
         self._wake = asyncio.Event()
-        self._renew = redis.register_script(_RENEW)
+        self._hold = redis.register_script(_HOLD)
         self._release = redis.register_script(_RELEASE)
         self._set_status = redis.register_script(_SET_STATUS)
         self._heartbeat = redis.register_script(_HEARTBEAT)
@@ -232,11 +222,7 @@ class SessionWatcher:
                 await self._hand(run, ENDED, f"stopped: {describe(run.runner.counts)}", owner=self.owner)
                 log.info("session_stopped", session=run.session_id, user=run.user_id, owner=self.owner)
         for run in list(self.running.values()):
-            renewed = await self._renew(
-                keys=[capture_lease(run.session_id), run.record],
-                args=[self.owner, self.lease_ms, *live_status(run.runner)],
-            )
-            if renewed:
+            if await self._renew(run, *live_status(run.runner)):
                 run.renewed_at = time.monotonic()
             else:
                 log.warning("lease_lost", session=run.session_id, user=run.user_id, owner=self.owner)
@@ -299,13 +285,13 @@ class SessionWatcher:
             return  # another instance runs it
         self._started += 1
         stop = asyncio.Event()
-        runner = SourceRunner(spec, self.detectors(spec, self._started - 1), self.faces,
+        runner = SourceRunner(spec, self.detectors(spec, self._started - 1), self.faces.for_session(session_id),
                               reconnect_s=self.settings.capture_reconnect_s)  # fmt: skip
         task = asyncio.create_task(runner.run(stop), name=f"session-{session_id}")
         task.add_done_callback(lambda _: self._wake.set())  # report an end or a failure at once
         run = _Running(session_id, user_id, entry, spec, runner, stop, task, time.monotonic(), keep_until)
         self.running[session_id] = run
-        await self._renew(keys=[lease, run.record], args=[self.owner, self.lease_ms, RUNNING, "starting"])
+        await self._set_status(keys=[run.record], args=[RUNNING, "starting", self.owner])
         log.info("session_taken", session=session_id, user=user_id, source=spec.name, owner=self.owner)
 
     def _spec(self, session_id: str, entry: bytes) -> tuple[str, SourceSpec]:
@@ -347,14 +333,30 @@ class SessionWatcher:
         with contextlib.suppress(Exception):  # it failed while stopping: nothing more to do with it
             await run.task
 
+    async def _renew(self, run: _Running, state: str, detail: str) -> bool:
+        """Renew ``run``'s lease and, when it is still this instance's, write the session's status.
+
+        Two scripts, not one: the lease is in the slot of ``{capture}`` and the record among its user's keys,
+        in another slot of a cluster. The lease is renewed first, for a whole lease, so the status written
+        just after is its holder's: no other instance can take the lease in between.
+        """
+        if not await self._hold(keys=[capture_lease(run.session_id)], args=[self.owner, self.lease_ms]):
+            return False
+        await self._set_status(keys=[run.record], args=[state, detail, self.owner])
+        return True
+
     async def _hand(self, run: _Running, state: str, detail: str, owner: str, remove: bool = False) -> bool:
-        """Give the lease back with a last status (only while it is still ours)."""
-        return bool(
-            await self._release(
-                keys=[capture_lease(run.session_id), run.record, CAPTURE_SESSIONS],
-                args=[self.owner, state, detail, owner, run.session_id, run.entry if remove else b""],
-            )
+        """Give the lease back with a last status (only while it is still ours): the lease renewed, the status
+        written, then the lease deleted (with the registry entry, when ``remove``: the same slot). Stopped
+        half-way, the lease expires as a dead instance's does, and the status is still its holder's last."""
+        lease = capture_lease(run.session_id)
+        if not await self._hold(keys=[lease], args=[self.owner, self.lease_ms]):
+            return False
+        await self._set_status(keys=[run.record], args=[state, detail, owner])
+        released = await self._release(
+            keys=[lease, CAPTURE_SESSIONS], args=[self.owner, run.session_id, run.entry if remove else b""]
         )
+        return bool(released)
 
     async def _fence(self) -> None:
         """Stop the runners whose lease could not be renewed for a whole lease: it may be another's now."""

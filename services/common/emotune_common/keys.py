@@ -3,6 +3,11 @@
 Everything emotune keeps about user ``u`` lives under ``emotune:user:<u>:<kind>...`` (the kinds are
 listed in :data:`USER_KINDS`), plus the index of their API keys (``emotune:apikey:<digest>``), the
 capture registry's entry for each of their sessions, and the stream entries whose header names them.
+
+On a Redis Cluster a transaction or a script must keep to one slot. The capture service's coordination
+keys (registry, instances, leases) share the hash tag ``{capture}`` for its scripts; a user's keys carry
+no tag (they spread over the cluster), so no code writes two of them in one transaction or script: each
+such write is single-key commands in an order that is safe when it stops half-way (see its docstring).
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
 
 #: Hash of live capture sessions with a camera, video or stream source: session id -> JSON
 #: ``{"user_id", "source"}``. Capture instances take each one with a lease (``capture_lease``).
-CAPTURE_SESSIONS = "emotune:capture:sessions"
+CAPTURE_SESSIONS = "emotune:{capture}:sessions"
 
 #: Sorted set of the live capture instances: owner name -> when it last polled (Redis time, ms). Each
 #: instance counts the others in it to take only its fair share of the registry (no user data).
-CAPTURE_INSTANCES = "emotune:capture:instances"
+CAPTURE_INSTANCES = "emotune:{capture}:instances"
 
 
 def user_key(user_id: str, kind: str, *rest: str) -> str:
@@ -55,5 +60,6 @@ def api_key_index(digest: str) -> str:
 
 
 def capture_lease(session_id: str) -> str:
-    """Held by the capture instance that runs a session's source (SET NX with a TTL, renewed)."""
-    return f"emotune:capture:lease:{session_id}"
+    """Held by the capture instance that runs a session's source (SET NX with a TTL, renewed); in the slot of
+    :data:`CAPTURE_INSTANCES`, so that one script reads every lease while it announces the instance."""
+    return f"emotune:{{capture}}:lease:{session_id}"
