@@ -1,6 +1,6 @@
 """Run the benchmarks and write bench/RESULTS.md (`make bench`).
 
-python -m bench [NAME ...]                    # all by default: streams modelserver pipeline recommender fanout load
+python -m bench [NAME ...]                    # all by default, in the order of NAMES below
 python -m bench --smoke --out DIR [NAME ...]  # each at a tiny size, written to DIR (what `make test` runs)
 """
 
@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-NAMES = ("streams", "modelserver", "pipeline", "recommender", "fanout", "load")
+NAMES = ("streams", "cluster", "modelserver", "pipeline", "recommender", "fanout", "load")
 HERE = Path(__file__).resolve().parent
 
 
