@@ -17,9 +17,16 @@ from emotune.v1 import messages_pb2, recommender_pb2, recommender_pb2_grpc
 from emotune_common.codec import decode, encode
 from emotune_common.ids import make_header
 from emotune_common.labels import EMOTIONS
+from emotune_common.settings import StreamSettings
+from emotune_common.shards import session_stream
+from emotune_common.streams import EMOTIONS as EMOTIONS_STREAM
+from emotune_common.streams import FEEDBACK, RECOMMENDATIONS
 
 from ..conftest import ROOT, free_port
 from ..processes import PATIENCE_S
+
+#: The recommender process's shards (its default): a session's entries are on one of them.
+SHARDS = StreamSettings().shards
 
 
 def wait_until(predicate, within: float, what: str) -> None:
@@ -96,10 +103,13 @@ def test_a_lasting_mood_change_brings_a_mood_change_event_and_a_fresh_list(servi
     _, client = service
     start = 1_000_000_000_000
     for i in range(30):
-        client.xadd("emotune:emotions", encode(emotion("s-mood", "happy" if i < 15 else "sad", start + i * 200_000)))
+        client.xadd(
+            session_stream(EMOTIONS_STREAM, "s-mood", SHARDS),
+            encode(emotion("s-mood", "happy" if i < 15 else "sad", start + i * 200_000)),
+        )
 
     def published():
-        return [decode(f) for _, f in client.xrange("emotune:recommendations")
+        return [decode(f) for _, f in client.xrange(session_stream(RECOMMENDATIONS, "s-mood", SHARDS))
                 if decode(f).header.session_id == "s-mood"]  # fmt: skip
 
     wait_until(
@@ -118,10 +128,11 @@ def test_feedback_on_the_stream_brings_a_list_without_the_skipped_track(service)
                                                             mood=messages_pb2.HAPPY), timeout=30)  # fmt: skip
     skipped = first.items[0].track_id
     skip = messages_pb2.Feedback(header=make_header("s-fb", "lastfm:7"), action=messages_pb2.SKIP, track_id=skipped)
-    client.xadd("emotune:feedback", encode(skip))
+    client.xadd(session_stream(FEEDBACK, "s-fb", SHARDS), encode(skip))  # the session's shard, as the gateway's
 
     def fresh():
-        return [decode(f) for _, f in client.xrange("emotune:recommendations") if decode(f).header.session_id == "s-fb"]
+        stream = session_stream(RECOMMENDATIONS, "s-fb", SHARDS)  # the set comes on the feedback's shard
+        return [decode(f) for _, f in client.xrange(stream) if decode(f).header.session_id == "s-fb"]
 
     wait_until(lambda: fresh(), PATIENCE_S, "a fresh list after the skip")
     assert skipped not in {i.track_id for i in fresh()[-1].items}

@@ -14,11 +14,10 @@ import typer
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from emotune.v1 import messages_pb2, recommender_pb2_grpc
-from emotune_common.consumer import StreamConsumer
 from emotune_common.lifecycle import run_service, serve_ops
 from emotune_common.logs import configure_logging, get_logger
-from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
+from emotune_common.sharded import ShardedProducer, shard_consumers
 from emotune_common.streams import EMOTIONS, FEEDBACK, RECOMMENDATIONS
 from emotune_recommender import metrics, store
 from emotune_recommender.catalogue import load_catalogue
@@ -64,16 +63,18 @@ async def _serve(settings: RecommenderSettings, stop: asyncio.Event) -> None:
     redis = connect(settings.redis_url)
     core = RecommenderCore(taste, space, version, redis, TrackLookup(redis, settings.spotify()),
                            music.artists["name"].to_dict(), settings.tuning())  # fmt: skip
-    out = StreamProducer(redis, RECOMMENDATIONS, settings.recommendations_maxlen)
+    out = ShardedProducer(redis, RECOMMENDATIONS, settings.stream.shards, settings.recommendations_maxlen)
     moods = SessionMoods(Smoothing(settings.mood_time_constant_s, settings.mood_margin, settings.mood_hold), redis,
                          settings.session_ttl_s, settings.session_history)  # fmt: skip
+    # A consumer per shard of each stream; a shard's mood changes and sets go to that shard of the output.
     consumers = [
-        StreamConsumer(redis, EMOTIONS, GROUP, emotions_handler(core, moods, out, settings.default_k),
-                       consumer=settings.consumer_name or None, settings=settings.stream,
-                       message_type=messages_pb2.EmotionEvent),
-        StreamConsumer(redis, FEEDBACK, GROUP, feedback_handler(core, moods, out, settings.default_k),
-                       consumer=settings.consumer_name or None, settings=settings.stream,
-                       message_type=messages_pb2.Feedback),
+        *shard_consumers(redis, EMOTIONS, GROUP,
+                         lambda shard: emotions_handler(core, moods, out.shard(shard), settings.default_k),
+                         settings.stream, consumer=settings.consumer_name or None,
+                         message_type=messages_pb2.EmotionEvent),
+        *shard_consumers(redis, FEEDBACK, GROUP,
+                         lambda shard: feedback_handler(core, moods, out.shard(shard), settings.default_k),
+                         settings.stream, consumer=settings.consumer_name or None, message_type=messages_pb2.Feedback),
     ]  # fmt: skip
     server = grpc.aio.server()
     recommender_pb2_grpc.add_RecommenderServicer_to_server(

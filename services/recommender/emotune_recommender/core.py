@@ -280,14 +280,22 @@ class RecommenderCore:
         missing = [a for a in artist_ids if self.space.axis_of(a) is None]
         if missing:
             raise NotFound(f"no artist {missing[0]!r} in the catalogue")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(user_key(user_id, "genres"), user_key(user_id, "artists"))
-            if genres:
-                pipe.sadd(user_key(user_id, "genres"), *genres)
-            if artist_ids:
-                pipe.sadd(user_key(user_id, "artists"), *artist_ids)
-            await pipe.execute()
+        await self._replace_set(user_key(user_id, "genres"), genres)
+        await self._replace_set(user_key(user_id, "artists"), artist_ids)
         return recommender_pb2.TasteReply(genres=genres, artist_ids=artist_ids)
+
+    async def _replace_set(self, key: str, members: list[str]) -> None:
+        """``key`` holds exactly ``members`` (none: deleted), in one transaction on that one key.
+
+        One transaction a key, not one for a listener's genres and artists together: a user's keys carry
+        no hash tag, so on a cluster they lie in different slots, where one transaction cannot reach. A
+        reader between the two sees new genres with old artists for a moment, never a half-written set.
+        """
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if members:
+                pipe.sadd(key, *members)
+            await pipe.execute()
 
     async def feedback(self, batch: list[messages_pb2.Feedback]) -> dict[int, str]:
         """Apply feedback (listener.py). Returns {index: reason} for the entries of ``batch`` that

@@ -5,6 +5,11 @@ smoothing.py); when it changes, a MoodChange and a new RecommendationSet for the
 emotune:recommendations, written with the acknowledgement. Consumer group ``recommender`` on
 emotune:feedback applies feedback in batches and publishes a fresh set for the session.
 
+Both are read per shard (emotune_common.sharded): a handler is made for one shard, and ``out`` is that
+shard's producer of emotune:recommendations, so its sets go with the acknowledgement in one slot. A
+session's events, feedback and sets share its shard; feedback without a session is on its user's shard,
+and so is the set it brings.
+
 Each session's mood is also kept in Redis, so that the gateway answers "current mood" and "recent
 history" in O(1): ``session_key(user, sid, "mood")``, a hash of the state after the newest event, and
 ``session_key(user, sid, "timeline")``, a list of one JSON point per event (the last ``history``),

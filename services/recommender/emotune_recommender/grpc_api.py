@@ -7,7 +7,7 @@ import time
 import grpc
 
 from emotune.v1 import messages_pb2, recommender_pb2, recommender_pb2_grpc
-from emotune_common.producer import StreamProducer
+from emotune_common.sharded import ShardedProducer
 from emotune_recommender import metrics
 from emotune_recommender.core import BadRequest, NotFound, RecommenderCore
 from emotune_recommender.events import SessionMoods
@@ -15,10 +15,10 @@ from emotune_recommender.events import SessionMoods
 
 class RecommenderService(recommender_pb2_grpc.RecommenderServicer):
     """``moods`` and ``out`` given, applied feedback is followed by a fresh set for the session on
-    emotune:recommendations, as feedback that comes through the stream is."""
+    emotune:recommendations (the session's shard), as feedback that comes through the stream is."""
 
     def __init__(self, core: RecommenderCore, default_k: int = 10, moods: SessionMoods | None = None,
-                 out: StreamProducer | None = None) -> None:  # fmt: skip
+                 out: ShardedProducer | None = None) -> None:  # fmt: skip
         self.core = core
         self.default_k = default_k
         self.moods = moods
