@@ -12,10 +12,14 @@ from PIL import Image
 
 from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
+from emotune_common.keys import CAPTURE_SESSIONS
+from emotune_common.settings import StreamSettings
+from emotune_common.shards import session_stream
 from emotune_common.streams import FEEDBACK, FRAMES
 
 from ..conftest import DATA_DIR
 
+SHARDS = StreamSettings().shards  # the gateway's, by default
 PHOTO = (DATA_DIR / "images" / "obama.jpg").read_bytes()
 
 
@@ -33,7 +37,7 @@ def start(client, user, source: str = "upload") -> dict:
 
 def frames_of(stack, session_id: str) -> list[messages_pb2.Frame]:
     r = redis.Redis.from_url(stack.redis_url)
-    found = [decode(f, messages_pb2.Frame) for _, f in r.xrange(FRAMES)]
+    found = [decode(f, messages_pb2.Frame) for _, f in r.xrange(session_stream(FRAMES, session_id, SHARDS))]
     return [f for f in found if f.header.session_id == session_id]
 
 
@@ -98,13 +102,13 @@ def test_sessions_start_list_stop(client, users, stack):
     assert upload["state"] == "active" and upload["source"] == "upload"
     video = start(client, alice, "video:short_hamilton_clip.mp4?fps=5")
     assert video["source"].startswith("video:/") and video["source"].endswith("short_hamilton_clip.mp4?fps=5")
-    registry = redis.Redis.from_url(stack.redis_url).hgetall("emotune:capture:sessions")
+    registry = redis.Redis.from_url(stack.redis_url).hgetall(CAPTURE_SESSIONS)
     assert video["id"].encode() in registry and upload["id"].encode() not in registry
     listed = client.get(f"/v1/users/{alice.id}/sessions", headers=alice.headers).json()
     assert [s["id"] for s in listed] == [video["id"], upload["id"]]
     stopped = client.delete(f"/v1/users/{alice.id}/sessions/{video['id']}", headers=alice.headers).json()
     assert stopped["state"] == "stopped" and stopped["stopped_at_us"] >= stopped["created_at_us"]
-    assert video["id"].encode() not in redis.Redis.from_url(stack.redis_url).hgetall("emotune:capture:sessions")
+    assert video["id"].encode() not in redis.Redis.from_url(stack.redis_url).hgetall(CAPTURE_SESSIONS)
     r = client.get(f"/v1/users/{alice.id}/sessions/nosuchsession", headers=alice.headers)
     assert r.status_code == 404
 
@@ -184,9 +188,10 @@ def test_frames_go_to_the_frames_redis_and_its_outage_is_a_503(stack, users, tmp
             session = start(client, alice)
             url = f"/v1/users/{alice.id}/sessions/{session['id']}/frames"
             headers = {**alice.headers, "Content-Type": "image/jpeg"}
-            before = main.xlen(FRAMES)
+            shard = session_stream(FRAMES, session["id"], SHARDS)
+            before = main.xlen(shard)
             assert client.post(url, content=PHOTO, headers=headers).status_code == 202
-            assert frames.xlen(FRAMES) == 1 and main.xlen(FRAMES) == before
+            assert frames.xlen(shard) == 1 and main.xlen(shard) == before
             frames_server.stop()
             away = client.post(url, content=PHOTO, headers=headers)
             assert away.status_code == 503 and away.headers["Retry-After"] == "1", away.text
@@ -195,9 +200,9 @@ def test_frames_go_to_the_frames_redis_and_its_outage_is_a_503(stack, users, tmp
             assert client.get(f"/v1/users/{alice.id}/sessions", headers=alice.headers).status_code == 200
             frames_server.start()  # empty: it kept nothing
             assert client.post(url, content=PHOTO, headers=headers).status_code == 202
-            assert frames.xlen(FRAMES) == 1
+            assert frames.xlen(shard) == 1
             deleted = client.delete(f"/v1/users/{alice.id}/data", headers=alice.headers)
-            assert deleted.status_code == 200 and frames.xlen(FRAMES) == 0
+            assert deleted.status_code == 200 and frames.xlen(shard) == 0
     finally:
         frames_server.stop()
         frames.close()
@@ -281,7 +286,8 @@ def test_feedback_is_queued_when_the_recommender_is_away(stack, users):
         base = f"/v1/users/{alice.id}/sessions/{session['id']}"
         r = c.post(f"{base}/feedback", json={"action": "like", "artist_id": "89"}, headers=alice.headers)
         assert r.status_code == 202 and r.json()["applied"] is False
-        queued = [decode(f, messages_pb2.Feedback) for _, f in redis.Redis.from_url(stack.redis_url).xrange(FEEDBACK)]
+        queue = redis.Redis.from_url(stack.redis_url).xrange(session_stream(FEEDBACK, session["id"], SHARDS))
+        queued = [decode(f, messages_pb2.Feedback) for _, f in queue]
         assert r.json()["feedback_id"] in {f.header.id for f in queued}
         r = c.get(f"{base}/recommendations", headers=alice.headers)
         assert r.status_code == 503 and "unavailable" in r.json()["detail"]
@@ -302,7 +308,7 @@ def test_deleting_a_user_removes_every_key_and_entry(client, users, stack):
                 and store.get(k) == user.id.encode())]  # fmt: skip
         entries = sum(user.id.encode() in v for s in store.scan_iter(match="emotune:*", _type="stream")
                       for _, f in store.xrange(s) for v in f.values())  # fmt: skip
-        registry = [v for v in store.hvals("emotune:capture:sessions") if user.id.encode() in v]
+        registry = [v for v in store.hvals(CAPTURE_SESSIONS) if user.id.encode() in v]
         return keys, entries + len(registry)
 
     keys, entries = holdings(alice)

@@ -4,6 +4,7 @@ cut off without holding anyone up."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 
 import pytest
@@ -12,12 +13,16 @@ import redis
 from emotune.v1 import messages_pb2
 from emotune_common.codec import encode
 from emotune_common.ids import make_header
+from emotune_common.settings import StreamSettings
+from emotune_common.shards import session_stream
 from emotune_common.streams import EMOTIONS, RECOMMENDATIONS
 from emotune_gateway.hub import Cursor
 
 from ..conftest import RedisServer, free_port
 from ..processes import PATIENCE_S
 from .conftest import Stack
+
+SHARDS = StreamSettings().shards
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +57,11 @@ def recommendations(user_id: str, session_id: str) -> dict:
                                                  policy=messages_pb2.MATCH, items=[item]))  # fmt: skip
 
 
+def shard(stream: str, session_id: str) -> str:
+    """The shard of ``stream`` that the session's entries are in (the gateway's shards: the default)."""
+    return session_stream(stream, session_id, SHARDS)
+
+
 def receive(ws, n: int) -> list[dict]:
     return [json.loads(ws.receive_text()) for _ in range(n)]
 
@@ -60,10 +70,10 @@ def test_websocket_gets_the_users_events_and_only_theirs(client, users, stack):
     store = redis.Redis.from_url(stack.redis_url)
     alice, bob = users("alice"), users("bob")
     with client.websocket_connect(f"/v1/users/{alice.id}/events/ws?key={alice.key}") as ws:
-        store.xadd(EMOTIONS, emotion(bob.id, "s-bob"))
-        store.xadd(EMOTIONS, emotion(alice.id, "s1", frame=7))
-        store.xadd(RECOMMENDATIONS, mood(alice.id, "s1"))
-        store.xadd(RECOMMENDATIONS, recommendations(alice.id, "s1"))
+        store.xadd(shard(EMOTIONS, "s-bob"), emotion(bob.id, "s-bob"))
+        store.xadd(shard(EMOTIONS, "s1"), emotion(alice.id, "s1", frame=7))
+        store.xadd(shard(RECOMMENDATIONS, "s1"), mood(alice.id, "s1"))
+        store.xadd(shard(RECOMMENDATIONS, "s1"), recommendations(alice.id, "s1"))
         got = receive(ws, 3)
     assert [e["type"] for e in got] == ["emotion", "mood", "recommendations"]
     assert all(e["session_id"] == "s1" for e in got)
@@ -72,8 +82,8 @@ def test_websocket_gets_the_users_events_and_only_theirs(client, users, stack):
     assert got[1]["data"]["mood"] == "happy" and got[1]["data"]["previous_mood"] == "neutral"
     track = got[2]["data"]["items"][0]["tracks"][0]
     assert track["embed_url"] == "https://open.spotify.com/embed/track/t1"
-    cursors = [Cursor.parse(e["id"]) for e in got]
-    assert cursors[0].emotions < cursors[1].recommendations or cursors == sorted(cursors, key=str)
+    cursors = [Cursor.parse(e["id"], SHARDS) for e in got]
+    assert all(later.merged(earlier) == later for earlier, later in itertools.pairwise(cursors))  # only forward
 
 
 def test_resume_from_the_last_event_id_misses_nothing(client, users, stack):
@@ -81,18 +91,21 @@ def test_resume_from_the_last_event_id_misses_nothing(client, users, stack):
     alice = users("alice")
     base = f"/v1/users/{alice.id}/events/ws?key={alice.key}"
     with client.websocket_connect(base) as ws:
-        store.xadd(EMOTIONS, emotion(alice.id, "s1", frame=1))
+        store.xadd(shard(EMOTIONS, "s1"), emotion(alice.id, "s1", frame=1))
         last = receive(ws, 1)[-1]["id"]
     # while away: events of two streams and of two sessions
     for frame in range(2, 6):
-        store.xadd(EMOTIONS, emotion(alice.id, "s1" if frame % 2 else "s2", frame=frame))
-    store.xadd(RECOMMENDATIONS, recommendations(alice.id, "s1"))
+        session = "s1" if frame % 2 else "s2"  # on shards 4 and 10 of 16
+        store.xadd(shard(EMOTIONS, session), emotion(alice.id, session, frame=frame))
+    store.xadd(shard(RECOMMENDATIONS, "s1"), recommendations(alice.id, "s1"))
     with client.websocket_connect(f"{base}&last_event_id={last}") as ws:
         missed = receive(ws, 5)
-        store.xadd(EMOTIONS, emotion(alice.id, "s1", frame=6))
+        store.xadd(shard(EMOTIONS, "s1"), emotion(alice.id, "s1", frame=6))
         live = receive(ws, 1)
-    frames = [e["data"]["frame_number"] for e in missed if e["type"] == "emotion"]
-    assert frames == [2, 3, 4, 5] and [e["type"] for e in missed].count("recommendations") == 1
+    frames = [(e["session_id"], e["data"]["frame_number"]) for e in missed if e["type"] == "emotion"]
+    # in order within each session (its shard); sessions on different shards have no order between them
+    assert [f for s, f in frames if s == "s1"] == [3, 5] and [f for s, f in frames if s == "s2"] == [2, 4]
+    assert [e["type"] for e in missed].count("recommendations") == 1
     assert live[0]["data"]["frame_number"] == 6
     with client.websocket_connect(f"{base}&last_event_id={last}&session=s2&types=emotion") as ws:
         assert [e["data"]["frame_number"] for e in receive(ws, 2)] == [2, 4]
@@ -101,7 +114,7 @@ def test_resume_from_the_last_event_id_misses_nothing(client, users, stack):
 def test_sse_streams_and_resumes_with_last_event_id(client, users, stack):
     store = redis.Redis.from_url(stack.redis_url)
     alice = users("alice")
-    store.xadd(EMOTIONS, emotion(alice.id, "s1", frame=1))
+    store.xadd(shard(EMOTIONS, "s1"), emotion(alice.id, "s1", frame=1))
     start = "0-0_0-0"
     got: list[tuple[str, dict]] = []
     with client.stream("GET", f"/v1/users/{alice.id}/events", headers={**alice.headers, "Last-Event-ID": start}) as r:
@@ -113,12 +126,12 @@ def test_sse_streams_and_resumes_with_last_event_id(client, users, stack):
             elif line.startswith("data: "):
                 got.append((event_id, json.loads(line[6:])))
                 if len(got) == 1:
-                    store.xadd(RECOMMENDATIONS, mood(alice.id, "s1"))
+                    store.xadd(shard(RECOMMENDATIONS, "s1"), mood(alice.id, "s1"))
                 if len(got) == 2:
                     break
     assert [e["type"] for _, e in got] == ["emotion", "mood"]
     assert all(i == e["id"] for i, e in got)
-    store.xadd(EMOTIONS, emotion(alice.id, "s1", frame=9))
+    store.xadd(shard(EMOTIONS, "s1"), emotion(alice.id, "s1", frame=9))
     with client.stream("GET", f"/v1/users/{alice.id}/events?key={alice.key}&last_event_id={got[-1][0]}") as r:
         data = next(line for line in r.iter_lines() if line.startswith("data: "))
     assert json.loads(data[6:])["data"]["frame_number"] == 9
@@ -136,7 +149,7 @@ async def test_a_slow_subscriber_is_cut_off_and_resumes_without_loss_while_other
     alice = users("alice")
     client = connect(stack.redis_url)
     stop = asyncio.Event()
-    hub = Hub(client, block_ms=50)
+    hub = Hub(client, SHARDS, block_ms=50)
     reader = asyncio.create_task(hub.run(stop))
     await hub.started.wait()
     slow = hub.subscribe(Subscription(alice.id, maxsize=5, position=hub.position))
@@ -149,7 +162,7 @@ async def test_a_slow_subscriber_is_cut_off_and_resumes_without_loss_while_other
 
     fast_reader = asyncio.create_task(read_fast())
     for frame in range(40):
-        await client.xadd(EMOTIONS, emotion(alice.id, "s1", frame=frame))
+        await client.xadd(shard(EMOTIONS, "s1"), emotion(alice.id, "s1", frame=frame))
     await asyncio.wait_for(fast_reader, PATIENCE_S)
     assert fast_got == list(range(40)) and not fast.overflowed
     assert slow.overflowed
@@ -160,9 +173,9 @@ async def test_a_slow_subscriber_is_cut_off_and_resumes_without_loss_while_other
     assert [e["data"]["frame_number"] for e in slow_got] == list(range(5))
     hub.unsubscribe(slow)
     again = hub.subscribe(Subscription(alice.id, maxsize=5, position=hub.position))
-    missed = await hub.replay(again, Cursor.parse(slow_got[-1]["id"]))
+    missed = await hub.replay(again, Cursor.parse(slow_got[-1]["id"], SHARDS))
     assert [json.loads(again.text(e))["data"]["frame_number"] for e in missed] == list(range(5, 40))
-    await client.xadd(EMOTIONS, emotion(alice.id, "s1", frame=40))
+    await client.xadd(shard(EMOTIONS, "s1"), emotion(alice.id, "s1", frame=40))
     live = json.loads(again.text(await asyncio.wait_for(again.next(), PATIENCE_S)))
     assert live["data"]["frame_number"] == 40 and hub.subscribers == 2
     stop.set()

@@ -135,7 +135,7 @@ def users_delete(user_id: str) -> None:
         settings = GatewaySettings()
         frames = connect_or_reuse(settings.frames_url(), redis, settings.redis_url)
         try:
-            return await delete_user_data(redis, user_id, account=True, frames_redis=frames)
+            return await delete_user_data(redis, user_id, settings.stream.shards, account=True, frames_redis=frames)
         finally:
             if frames is not redis:
                 await frames.aclose()

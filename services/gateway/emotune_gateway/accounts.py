@@ -99,19 +99,23 @@ async def list_users(redis: aioredis.Redis) -> list[str]:
 
 
 async def create_key(redis: aioredis.Redis, user_id: str) -> str:
-    """A new key for an existing user; the key itself is shown once and never stored."""
+    """A new key for an existing user; the key itself is shown once and never stored.
+
+    Two single-key writes, not one transaction (the index and the user's set are in different slots of a
+    cluster), in the order that is safe when only the first is done: the digest joins the user's set before
+    the index makes the key work. Stopped in between, the user's set names a key that opens nothing; the
+    other way round, a working key would be missing from the set, and deleting the account would miss it.
+    """
     if not await user_exists(redis, user_id):
         raise AccountError(f"no user {user_id!r}")
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(api_key_index(digest(api_key)), user_id)
-        pipe.sadd(user_key(user_id, "apikeys"), digest(api_key))
-        await pipe.execute()
+    await redis.sadd(user_key(user_id, "apikeys"), digest(api_key))
+    await redis.set(api_key_index(digest(api_key)), user_id)
     return api_key
 
 
 async def revoke_key(redis: aioredis.Redis, api_key: str) -> str:
-    """Revoke a key; returns the user it belonged to."""
+    """Revoke a key; returns the user it belonged to. The index goes first: from then on the key opens nothing."""
     d = digest(api_key)
     user_id = await redis.getdel(api_key_index(d))
     if user_id is None:

@@ -16,8 +16,8 @@ from prometheus_client import make_asgi_app
 
 from emotune.v1 import recommender_pb2_grpc
 from emotune_common.logs import get_logger
-from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import TRANSIENT_ERRORS, connect, connect_or_reuse
+from emotune_common.sharded import ShardedProducer
 from emotune_common.streams import FEEDBACK, FRAMES
 from emotune_gateway.deps import Clients, make_limiter, parse_limit
 from emotune_gateway.hub import Hub
@@ -40,13 +40,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # gRPC's reconnect backoff would grow toward 2 minutes while the recommender is away: capped, the
     # gateway's calls get through within 2 s of its return instead of a fraction of the outage later.
     channel = grpc.aio.insecure_channel(settings.recommender_addr, options=[("grpc.max_reconnect_backoff_ms", 2000)])
-    hub = Hub(redis, block_ms=settings.stream.block_ms)
+    shards = settings.stream.shards
+    hub = Hub(redis, shards, block_ms=settings.stream.block_ms)
     stop = asyncio.Event()
     app.state.clients = Clients(
         settings=settings, redis=redis, frames_redis=frames_redis, channel=channel,
         recommender=recommender_pb2_grpc.RecommenderStub(channel), hub=hub, spotify=Spotify(settings, redis),
-        frames=StreamProducer(frames_redis, FRAMES, settings.frames_maxlen),
-        feedback=StreamProducer(redis, FEEDBACK, settings.feedback_maxlen),
+        frames=ShardedProducer(frames_redis, FRAMES, shards, settings.frames_maxlen),
+        feedback=ShardedProducer(redis, FEEDBACK, shards, settings.feedback_maxlen),
         limiter=make_limiter(), limit=parse_limit(settings.rate_limit),
         frame_limit=parse_limit(settings.frame_rate_limit),
     )  # fmt: skip

@@ -14,7 +14,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from emotune.v1 import recommender_pb2_grpc
-from emotune_common.producer import StreamProducer
+from emotune_common.sharded import ShardedProducer
 from emotune_gateway import accounts
 from emotune_gateway.hub import Hub
 from emotune_gateway.settings import GatewaySettings
@@ -32,8 +32,8 @@ class Clients:
     recommender: recommender_pb2_grpc.RecommenderStub
     hub: Hub
     spotify: Spotify
-    frames: StreamProducer
-    feedback: StreamProducer
+    frames: ShardedProducer  #: a frame goes to its session's shard
+    feedback: ShardedProducer  #: to its session's shard, or its user's without a session
     limiter: MovingWindowRateLimiter
     limit: RateLimitItem
     frame_limit: RateLimitItem

@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
 from emotune_common.egress import StreamAllow, StreamRefused, endpoint
 from emotune_common.ids import new_id, now_us
 from emotune_common.keys import CAPTURE_SESSIONS, session_key, user_key
+from emotune_common.redis_client import Client
 from emotune_common.sources import SourceError, SourceSpec, parse_source
 from emotune_gateway.accounts import UPLOAD
 from emotune_gateway.settings import GatewaySettings
@@ -91,38 +90,44 @@ def _check_stream(url: str, allow: StreamAllow) -> None:
         raise SessionError(str(e)) from None
 
 
-async def create(redis: aioredis.Redis, user_id: str, source: str) -> dict[str, str]:
+async def create(redis: Client, user_id: str, source: str) -> dict[str, str]:
+    """A new session: its record, its place in the user's list, and (a source capture opens) its registry entry.
+
+    Single-key writes, not one transaction: on a cluster the user's keys and the registry are in different
+    slots. In this order, a start stopped half-way never leaves a registry entry that the user's deletion
+    would miss (it finds them through the list) or that capture would run without a record to report to;
+    a record missing from the list is still found by the deletion's SCAN of the user's keys.
+    """
     session_id = new_id()
     record = {"id": session_id, "user_id": user_id, "source": source, "state": "active",
               "created_at_us": str(now_us()), "frames": "0"}  # fmt: skip
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(session_key(user_id, session_id), mapping=record)
-        pipe.zadd(user_key(user_id, "sessions"), {session_id: int(record["created_at_us"])})
-        if source != UPLOAD:
-            pipe.hset(CAPTURE_SESSIONS, session_id, json.dumps({"user_id": user_id, "source": source}))
-        await pipe.execute()
+    await redis.hset(session_key(user_id, session_id), mapping=record)
+    await redis.zadd(user_key(user_id, "sessions"), {session_id: int(record["created_at_us"])})
+    if source != UPLOAD:
+        await redis.hset(CAPTURE_SESSIONS, session_id, json.dumps({"user_id": user_id, "source": source}))
     return record
 
 
-async def get(redis: aioredis.Redis, user_id: str, session_id: str) -> dict[str, str] | None:
+async def get(redis: Client, user_id: str, session_id: str) -> dict[str, str] | None:
     raw = await redis.hgetall(session_key(user_id, session_id))
     return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
 
 
-async def list_for(redis: aioredis.Redis, user_id: str, limit: int = 100) -> list[dict[str, str]]:
+async def list_for(redis: Client, user_id: str, limit: int = 100) -> list[dict[str, str]]:
     ids = [s.decode() for s in await redis.zrevrange(user_key(user_id, "sessions"), 0, limit - 1)]
     found = [await get(redis, user_id, s) for s in ids]
     return [s for s in found if s]
 
 
-async def stop(redis: aioredis.Redis, user_id: str, session_id: str) -> None:
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(session_key(user_id, session_id), mapping={"state": "stopped", "stopped_at_us": str(now_us())})
-        pipe.hdel(CAPTURE_SESSIONS, session_id)
-        await pipe.execute()
+async def stop(redis: Client, user_id: str, session_id: str) -> None:
+    """Take the session out of the capture registry, then mark its record stopped (two slots of a cluster:
+    two writes). The registry goes first, so that a stop cut short never leaves a camera running behind a
+    record that says stopped; stopping again finishes it."""
+    await redis.hdel(CAPTURE_SESSIONS, session_id)
+    await redis.hset(session_key(user_id, session_id), mapping={"state": "stopped", "stopped_at_us": str(now_us())})
 
 
-async def stop_ungranted(redis: aioredis.Redis, user_id: str, granted: frozenset[str]) -> list[str]:
+async def stop_ungranted(redis: Client, user_id: str, granted: frozenset[str]) -> list[str]:
     """Stop the user's running capture sessions of a kind no longer granted; returns their ids."""
     stopped = []
     for session_id, raw in (await redis.hgetall(CAPTURE_SESSIONS)).items():
@@ -139,6 +144,6 @@ async def stop_ungranted(redis: aioredis.Redis, user_id: str, granted: frozenset
     return stopped
 
 
-async def count_frame(redis: aioredis.Redis, user_id: str, session_id: str) -> int:
+async def count_frame(redis: Client, user_id: str, session_id: str) -> int:
     """The next frame number of an upload session."""
     return int(await redis.hincrby(session_key(user_id, session_id), "frames", 1))

@@ -19,7 +19,7 @@ from fastapi.sse import EventSourceResponse
 from emotune_common.ids import now_us
 from emotune_gateway import metrics
 from emotune_gateway.deps import Clients, authenticate, get_clients
-from emotune_gateway.hub import TYPES, Closed, Cursor, Event, Overflow, Subscription
+from emotune_gateway.hub import MAX_CURSOR, TYPES, Closed, Cursor, Event, Overflow, Subscription
 
 router = APIRouter(prefix="/v1/users/{user_id}/events", tags=["events"])
 
@@ -35,8 +35,8 @@ def parse_types(types: str | None) -> frozenset[str]:
     return wanted
 
 
-def parse_cursor(text: str | None) -> Cursor | None:
-    return Cursor.parse(text) if text else None
+def parse_cursor(text: str | None, shards: int) -> Cursor | None:
+    return Cursor.parse(text, shards) if text else None
 
 
 async def open_subscription(
@@ -74,8 +74,8 @@ async def sse(
     types: Annotated[
         str | None, Query(max_length=100, description="Comma-separated: emotion,mood,recommendations")
     ] = None,
-    last_event_id: Annotated[str | None, Query(max_length=100, description="Resume after this event id")] = None,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
+    last_event_id: Annotated[str | None, Query(max_length=MAX_CURSOR, description="Resume after this event id")] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=MAX_CURSOR)] = None,
     key: Annotated[str | None, Query(max_length=100, description="The API key (EventSource sends no headers)")] = None,
 ) -> EventSourceResponse:
     clients = get_clients(request)
@@ -83,7 +83,7 @@ async def sse(
     if caller != user_id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "a user reaches only their own data")
     try:
-        wanted, since = parse_types(types), parse_cursor(last_event_id_header or last_event_id)
+        wanted, since = parse_types(types), parse_cursor(last_event_id_header or last_event_id, clients.hub.shards)
     except ValueError as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
     sub, missed = await open_subscription(clients, user_id, session, wanted, since)
@@ -149,7 +149,7 @@ async def websocket(
     if caller != user_id:
         return await refuse(4403, "a user reaches only their own data")
     try:
-        wanted, since = parse_types(types), parse_cursor(last_event_id)
+        wanted, since = parse_types(types), parse_cursor(last_event_id, clients.hub.shards)
         if session is not None and len(session) > 64:
             raise ValueError("session ids are at most 64 characters")
     except ValueError as e:
@@ -167,7 +167,7 @@ async def websocket(
             try:
                 event = await sub.next()
             except Overflow:
-                await ws.close(code=OVERFLOW_CLOSE, reason=f"too slow: resume from {sub.position}"[:120])
+                await ws.close(code=OVERFLOW_CLOSE, reason="too slow: resume from the last event id")
                 break
             await ws.send_text(sub.text(event))
             observe(event, "websocket")

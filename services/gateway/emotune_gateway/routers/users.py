@@ -34,12 +34,16 @@ async def me(user_id: CurrentUser, clients: ClientsDep) -> Me:
 @router.delete("/users/{user_id}/data", response_model=DeletedReport, summary="Delete my data, keep my account")
 async def delete_data(user_id: Owner, clients: ClientsDep) -> DeletedReport:
     """Sessions, moods, feedback, Spotify tokens, and every stream entry that names the user."""
-    deleted = await delete_user_data(clients.redis, user_id, account=False, frames_redis=clients.frames_redis)
+    deleted = await delete_user_data(
+        clients.redis, user_id, clients.settings.stream.shards, account=False, frames_redis=clients.frames_redis
+    )
     return DeletedReport(deleted_keys=deleted.keys, deleted_stream_entries=deleted.stream_entries)
 
 
 @router.delete("/users/{user_id}", response_model=DeletedReport, summary="Delete my data and my account")
 async def delete_user(user_id: Owner, clients: ClientsDep) -> DeletedReport:
     """Everything of ``/data``, and the account and its API keys (this key stops working)."""
-    deleted = await delete_user_data(clients.redis, user_id, account=True, frames_redis=clients.frames_redis)
+    deleted = await delete_user_data(
+        clients.redis, user_id, clients.settings.stream.shards, account=True, frames_redis=clients.frames_redis
+    )
     return DeletedReport(deleted_keys=deleted.keys, deleted_stream_entries=deleted.stream_entries)
