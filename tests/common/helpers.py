@@ -30,11 +30,6 @@ async def read_all(redis: aioredis.Redis, stream: str) -> list[tuple[str, dict]]
     return [(i.decode(), f) for i, f in await redis.xrange(stream)]
 
 
-async def shard_entries(redis: aioredis.Redis, stream: str, shards: int) -> list[tuple[str, dict]]:
-    """Every entry of every shard of ``stream`` (emotune_common.shards), shard by shard."""
-    return [entry for name in shard_streams(stream, shards) for entry in await read_all(redis, name)]
-
-
 async def shard_length(redis: aioredis.Redis, stream: str, shards: int) -> int:
     """The entries of every shard of ``stream`` together."""
     return sum([await redis.xlen(name) for name in shard_streams(stream, shards)])

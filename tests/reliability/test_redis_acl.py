@@ -28,7 +28,7 @@ from emotune_capture.detector import FaceDetector
 from emotune_capture.uploads import upload_handler
 from emotune_common.consumer import Outcome, StreamConsumer
 from emotune_common.ids import derived_header, make_header
-from emotune_common.keys import CAPTURE_SESSIONS, api_key_index, session_key, user_key
+from emotune_common.keys import CAPTURE_SESSIONS, api_key_index, capture_lease, session_key, user_key
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
 from emotune_common.settings import StreamSettings
@@ -396,9 +396,7 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
             _until(lambda: client.get(f"{base}/sessions/{video['id']}", headers=headers).json().get("capture_state")
                    == "running", PATIENCE_S, "capture running the video session")  # fmt: skip
             client.delete(f"{base}/sessions/{video['id']}", headers=headers)
-            _until(
-                lambda: not admin.exists(f"emotune:capture:lease:{video['id']}"), PATIENCE_S, "the lease handed back"
-            )
+            _until(lambda: not admin.exists(capture_lease(video["id"])), PATIENCE_S, "the lease handed back")
 
             # six frames, faces and events over bounds of 3, 5 and 5: each producer ran its trim script
             _until(lambda: frames_admin.hget(f"emotune:stats:{FRAMES}", "trimmed")
