@@ -10,6 +10,9 @@ waits for them, reads their logs and stops them.
 - :class:`System`: the services of a whole emotune system over two private Redis servers, as deployed:
   the main one and one for raw frames that keeps nothing on disk. The browser tests, the fault tests and
   the load benchmark build on it and add what is their own.
+- The streams over their shards (emotune_common.shards), read as a test or a benchmark reads them:
+  :func:`stream_shards`, :func:`shard_entries` (every entry of every shard), :func:`shard_length` and
+  :func:`group_totals` (a consumer group's pending entries, lag... summed over the shards).
 
 Why here: the tests already shared this module, and the benchmarks start the same processes (the load
 test even runs bench/load.py's code), so bench/ imports it as ``tests.processes``. It imports neither
@@ -35,6 +38,9 @@ from typing import TypeVar
 
 import grpc
 import redis
+
+from emotune_common.settings import StreamSettings
+from emotune_common.shards import shard_streams
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -71,6 +77,50 @@ def wait_until(predicate: Callable[[], T], within: float, what: str, every: floa
                 f"timed out after {within:.0f} s waiting for {what}" + (f":\n{detail()}" if detail else "")
             )
         time.sleep(every)
+
+
+# -- the streams over their shards -------------------------------------------------------------------
+
+
+def stream_shards() -> int:
+    """The shards of every stream (``EMOTUNE_STREAM_SHARDS``, 16 by default), as the services started from
+    this process's environment have them."""
+    return StreamSettings().shards
+
+
+def shard_entries(client: redis.Redis, stream: str, shards: int | None = None, min: str = "-", max: str = "+",
+                  ) -> list[tuple[str, bytes, dict]]:  # fmt: skip
+    """Every entry of every shard of ``stream`` (``emotune:faces``...) between ``min`` and ``max``: (the shard's
+    stream name, entry id, fields), shard by shard, each shard in order. Entry ids are comparable within one
+    shard only, so an entry is known by its shard's name and its id together."""
+    return [
+        (name, entry_id, fields)
+        for name in shard_streams(stream, shards or stream_shards())
+        for entry_id, fields in client.xrange(name, min=min, max=max)
+    ]
+
+
+def shard_length(client: redis.Redis, stream: str, shards: int | None = None) -> int:
+    """The entries of every shard of ``stream`` together."""
+    return sum(client.xlen(name) for name in shard_streams(stream, shards or stream_shards()))
+
+
+def group_totals(client: redis.Redis, stream: str, group: str, shards: int | None = None) -> dict[str, int] | None:
+    """Consumer group ``group`` over every shard of ``stream``: its ``pending`` entries, ``lag``, ``consumers``
+    (the most on one shard) and the ``shards`` it reads, summed; None while no shard has the group yet. A
+    shard whose lag Redis cannot tell (after a trim or a deletion) counts as lag 0 here, and in ``unknown_lag``."""
+    totals = {"pending": 0, "lag": 0, "consumers": 0, "shards": 0, "unknown_lag": 0}
+    for name in shard_streams(stream, shards or stream_shards()):
+        if not client.exists(name):
+            continue
+        for row in client.xinfo_groups(name):
+            if row["name"] in (group, group.encode()):
+                totals["shards"] += 1
+                totals["pending"] += int(row["pending"])
+                totals["lag"] += int(row.get("lag") or 0)
+                totals["unknown_lag"] += row.get("lag") is None
+                totals["consumers"] = max(totals["consumers"], int(row["consumers"]))
+    return totals if totals["shards"] else None
 
 
 # -- processes ---------------------------------------------------------------------------------------

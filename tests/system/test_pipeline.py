@@ -1,4 +1,6 @@
-"""capture -> emotune:faces -> 2 inference workers -> emotune:emotions, on the real video, as processes."""
+"""capture -> emotune:faces -> 2 inference workers -> emotune:emotions, on the real video, as processes.
+
+Each stream is read over all of its shards (the session's entries are all on its own shard)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,21 @@ import redis
 
 from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
+from emotune_common.shards import session_stream, shard_streams
 from emotune_common.streams import EMOTIONS, FACES, dead_letter_stream
 
 from ..conftest import DATA_DIR
-from ..processes import PATIENCE_S, python_module, spawn, stop, wait_until
+from ..processes import (
+    PATIENCE_S,
+    group_totals,
+    python_module,
+    shard_entries,
+    shard_length,
+    spawn,
+    stop,
+    stream_shards,
+    wait_until,
+)
 
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 
@@ -37,24 +50,26 @@ def test_every_crop_gets_exactly_one_event_even_when_a_worker_is_killed(redis_se
     }
     capture = spawn("capture", python_module("emotune_capture", "serve"), capture_env)
     try:
-        wait_until(lambda: client.xlen(EMOTIONS) >= 30, PATIENCE_S, "the first events")
+        wait_until(lambda: shard_length(client, EMOTIONS) >= 30, PATIENCE_S, "the first events")
         workers["w1"].process.send_signal(signal.SIGKILL)  # mid-run: it dies holding whatever batch it had
         workers["w1"].process.wait(10)
         assert capture.process.wait(120) == 0, "capture failed"
-        crop_ids = {decode(f, messages_pb2.FaceCrop).header.id for _, f in client.xrange(FACES)}
+        crop_ids = {decode(f, messages_pb2.FaceCrop).header.id for _, _, f in shard_entries(client, FACES)}
         assert len(crop_ids) == 204  # every face of the video, none trimmed
 
         def all_scored() -> bool:
-            events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange(EMOTIONS)]
+            events = [decode(f, messages_pb2.EmotionEvent) for _, _, f in shard_entries(client, EMOTIONS)]
             return {e.crop_id for e in events} >= crop_ids
 
         wait_until(all_scored, PATIENCE_S, "an event for every crop")
-        wait_until(lambda: client.xpending(FACES, "inference")["pending"] == 0, PATIENCE_S, "nothing left pending")
+        wait_until(lambda: group_totals(client, FACES, "inference")["pending"] == 0, PATIENCE_S, "nothing left pending")
     finally:
         stop(capture, *workers.values())
-    events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange(EMOTIONS)]
+    entries = shard_entries(client, EMOTIONS)
+    events = [decode(f, messages_pb2.EmotionEvent) for _, _, f in entries]
     by_id = {e.header.id: e for e in events}
     assert len(by_id) == 204  # exactly one event per crop once duplicates (same id) are removed
     assert {e.crop_id for e in by_id.values()} == crop_ids
-    assert client.xlen(dead_letter_stream(FACES)) == 0
+    assert sum(client.xlen(dead_letter_stream(name)) for name in shard_streams(FACES, stream_shards())) == 0
+    assert {name for name, _, _ in entries} == {session_stream(EMOTIONS, "s1", stream_shards())}  # its shard only
     assert all(e.header.user_id == "u1" and e.header.session_id == "s1" for e in events)
