@@ -53,3 +53,19 @@ async def test_a_stream_nobody_reads_is_trimmed_without_drops(aredis, names):
     await producer.publish_many(crops(30))
     stats = await stream_stats(aredis, stream)
     assert stats["length"] == 10 and stats["trimmed"] == 20 and stats.get("dropped", 0) == 0
+
+
+async def test_on_one_redis_a_publish_waits_for_no_replica_unless_told_and_then_not_for_one_that_is_not_there(
+    aredis, names
+):
+    stream = names("faces")
+    assert StreamProducer(aredis, stream, maxlen=100).wait_replicas == 0  # the default (-1) on one Redis
+    producer = StreamProducer(aredis, stream, maxlen=100, wait_replicas=1, wait_timeout_ms=50)
+    unreplicated = metrics.UNREPLICATED.labels(stream)
+    before = unreplicated._value.get()
+    first = await producer.publish_many(crops(3))  # WAIT times out: no replica confirms
+    assert unreplicated._value.get() - before == 3
+    assert producer._no_replica_until > 0  # ROLE said there is none: not waited for again for a while
+    second = await producer.publish_many(crops(2))
+    assert unreplicated._value.get() - before == 5  # still counted: nothing confirmed them
+    assert [i.decode() for i, _ in await aredis.xrange(stream)] == first + second  # and all kept

@@ -32,6 +32,11 @@ LOST_PENDING = Counter(
     "Pending entries evicted by trimming before they were acknowledged",
     ["stream", "group"],
 )
+UNREPLICATED = Counter(
+    "emotune_stream_unreplicated_total",
+    "Entries published whose replicas had not all confirmed them within EMOTUNE_STREAM_WAIT_TIMEOUT_MS",
+    ["stream"],
+)
 RECONNECTS = Counter("emotune_redis_reconnects_total", "Times a Redis connection error was backed off from", ["stream"])
 PENDING = Gauge(
     "emotune_stream_pending", "Entries delivered to the group and not yet acknowledged", ["stream", "group"]

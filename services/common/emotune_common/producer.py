@@ -9,11 +9,12 @@ from collections.abc import Iterable, Sequence
 from importlib.resources import files
 
 from google.protobuf.message import Message
+from redis.asyncio.cluster import RedisCluster
 
 from emotune_common import metrics
 from emotune_common.codec import encode
 from emotune_common.logs import get_logger
-from emotune_common.redis_client import TRANSIENT_ERRORS, Client
+from emotune_common.redis_client import TRANSIENT_ERRORS, Client, node_of
 from emotune_common.settings import StreamSettings
 from emotune_common.streams import stats_key
 
@@ -24,6 +25,8 @@ log = get_logger("emotune.producer")
 EXPIRE_EVERY_S = 60.0
 #: Entries evicted for age by one call of the trim script: one call holds Redis for a bounded time.
 EXPIRE_BATCH = 1000
+#: A master found without any replica is not waited for (WAIT) again for this long.
+NO_REPLICA_RECHECK_S = 5.0
 
 
 class StreamProducer:
@@ -41,6 +44,18 @@ class StreamProducer:
     ``expire_every_s`` while publishing. A stream nobody publishes to any more ages out through
     :meth:`expire`, which the stream's consumers call periodically (see ``StreamConsumer``).
     ``maxlen=None`` bounds the age only.
+
+    With ``wait_replicas`` (default: ``EMOTUNE_STREAM_WAIT_REPLICAS``; -1 means 1 on a Redis Cluster and
+    0 on one Redis) each batch ends with WAIT in the same pipeline: the publish returns once that many
+    replicas have its entries, or after ``wait_timeout_ms``. Replication is asynchronous, so a master that
+    dies right after it answered XADD can take the entries with it when its replica takes over; with
+    WAIT the publisher sees the failure instead (a connection error: ``publish_retrying`` writes them
+    again to the new master, and consumers skip the message ids they already handled). Entries the
+    replicas did not confirm in time are counted (``emotune_stream_unreplicated_total``) and kept: the
+    master has them. A master that has no replica at all (its replica died, or has just taken over from
+    it) is not waited for during ``NO_REPLICA_RECHECK_S``, its writes counted the same: waiting for a
+    replica that is not there would only slow every publish by the timeout. RELIABILITY.md has what each
+    choice loses in a failover.
     """
 
     def __init__(
@@ -51,12 +66,19 @@ class StreamProducer:
         slack: int | None = None,
         retention_s: int | None = None,
         expire_every_s: float = EXPIRE_EVERY_S,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
     ) -> None:
         self.redis = redis
         self.stream = stream
         self.maxlen = maxlen
         self.slack = slack if slack is not None else max(1, min(1000, (maxlen or 0) // 10))
-        self.retention_s = StreamSettings().retention_s if retention_s is None else retention_s
+        defaults = StreamSettings()
+        self.retention_s = defaults.retention_s if retention_s is None else retention_s
+        wait = defaults.wait_replicas if wait_replicas is None else wait_replicas
+        self.wait_replicas = (1 if isinstance(redis, RedisCluster) else 0) if wait < 0 else wait
+        self.wait_timeout_ms = defaults.wait_timeout_ms if wait_timeout_ms is None else wait_timeout_ms
+        self._no_replica_until = 0.0
         self._trim = redis.register_script(TRIM_SCRIPT)
         self._since_trim = 0
         self.expire_every_s = expire_every_s
@@ -68,6 +90,8 @@ class StreamProducer:
 
     async def publish_many(self, messages: Iterable[Message]) -> list[str]:
         """Add messages in one round trip, in order; returns their entry ids."""
+        waits = self.wait_replicas and time.monotonic() >= self._no_replica_until
+        node = await node_of(self.redis, self.stream) if waits else {}
         async with self.redis.pipeline(transaction=False) as pipe:
             count = 0
             for message in messages:
@@ -75,9 +99,26 @@ class StreamProducer:
                 count += 1
             if not count:
                 return []
-            ids = await pipe.execute()
+            if waits:
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, **node)
+            replies = await pipe.execute()
+        if self.wait_replicas and (not waits or replies[count] < self.wait_replicas):
+            metrics.UNREPLICATED.labels(self.stream).inc(count)
+            if waits:
+                await self._unconfirmed(count, replies[count], node)
         await self.published(count)
-        return [i.decode() for i in ids]
+        return [i.decode() for i in replies[:count]]
+
+    async def _unconfirmed(self, count: int, replicas: int, node: dict) -> None:
+        """A WAIT that timed out: a replica that lags is waited for again next time; a master with no replica
+        at all (its replica died, or took over and the old master is not back) is not, for a while."""
+        role = await self.redis.execute_command("ROLE", **node)
+        alone = role[0] in (b"master", "master") and not role[2]
+        if alone:
+            self._no_replica_until = time.monotonic() + NO_REPLICA_RECHECK_S
+        log.warning("publish_unreplicated", stream=self.stream, count=count, replicas=replicas,
+                    wanted=self.wait_replicas, timeout_ms=self.wait_timeout_ms,
+                    waits_again_in_s=NO_REPLICA_RECHECK_S if alone else 0)  # fmt: skip
 
     async def publish_retrying(
         self, messages: Sequence[Message], stop: asyncio.Event, max_backoff_s: float = 2.0

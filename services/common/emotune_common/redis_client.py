@@ -61,6 +61,16 @@ SLOT_MOVING_ERRORS: tuple[type[Exception], ...] = (AskError, TryAgainError)
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
+async def node_of(client: Client, key: str) -> dict[str, ClusterNode]:
+    """The keyword that sends a keyless command to the node that serves ``key`` now (on a cluster; on one
+    Redis there is only the one). WAIT needs it: it counts the replicas that have the writes of its own
+    connection, so in a pipeline it must follow them down the same node's connection."""
+    if not isinstance(client, RedisCluster):
+        return {}
+    await client.initialize()  # a no-op once the map of slots is known
+    return {"target_nodes": client.get_node_from_key(key)}
+
+
 def is_cluster_url(url: str) -> bool:
     """Whether ``url`` names a Redis Cluster (``redis+cluster://`` or ``rediss+cluster://``)."""
     return urlsplit(url).scheme in CLUSTER_SCHEMES

@@ -40,6 +40,13 @@ class StreamSettings(BaseSettings):
     max_entry_bytes: int = Field(
         8_000_000, ge=1, description="Entries larger than this go to the dead-letter stream unparsed"
     )
+    wait_replicas: int = Field(
+        -1,
+        ge=-1,
+        description="Replicas a publish waits for (WAIT) before it counts as written; -1: 1 on a Redis "
+        "Cluster, 0 on one Redis. See RELIABILITY.md, failover",
+    )
+    wait_timeout_ms: int = Field(100, ge=1, description="How long a publish waits for its replicas at most")
     retention_s: int = Field(
         86_400, ge=0, description="Entries older than this leave the streams (and dead-letter streams); 0: kept"
     )
