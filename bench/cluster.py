@@ -51,7 +51,7 @@ def _session_ids(count: int, seed: int) -> list[str]:
     return [f"{rng.getrandbits(128):032x}" for _ in range(count)]
 
 
-async def _client(url: str, shards: list[int], messages: int, barrier: Barrier) -> None:
+async def _client(url: str, shards: list[int], messages: int, wait: int, barrier: Barrier) -> None:
     """Publish ``messages`` crops over ``shards`` (a session of each) and consume them all back, once every
     client is connected and ready (``barrier``: the parent's clock starts there, not at process start)."""
     client = connect(url)
@@ -82,7 +82,7 @@ async def _client(url: str, shards: list[int], messages: int, barrier: Barrier) 
     await asyncio.to_thread(barrier.wait)
 
     async def publish(shard: int) -> None:
-        producer = StreamProducer(client, shard_stream(FACES, shard), maxlen=10 * messages)
+        producer = StreamProducer(client, shard_stream(FACES, shard), maxlen=10 * messages, wait_replicas=wait)
         for start in range(0, per_shard, BATCH):
             await producer.publish_many(crop(sessions[shard], i) for i in range(start, min(per_shard, start + BATCH)))
 
@@ -94,17 +94,20 @@ async def _client(url: str, shards: list[int], messages: int, barrier: Barrier) 
     await client.aclose()
 
 
-def _client_process(url: str, shards: list[int], messages: int, barrier: Barrier) -> None:
-    asyncio.run(_client(url, shards, messages, barrier))
+def _client_process(url: str, shards: list[int], messages: int, wait: int, barrier: Barrier) -> None:
+    asyncio.run(_client(url, shards, messages, wait, barrier))
 
 
-def _measure(url: str, pids: list[int]) -> tuple[float, float]:
-    """(messages/s, messages per second of Redis CPU) of one run of ``CLIENTS`` processes on ``url``."""
+def _measure(url: str, pids: list[int], wait: int) -> tuple[float, float]:
+    """(messages/s, messages per second of Redis CPU) of one run of ``CLIENTS`` processes on ``url``, each
+    publish waiting for ``wait`` replicas (WAIT)."""
     context = multiprocessing.get_context("spawn")
     per_client = MESSAGES // CLIENTS
     barrier = context.Barrier(CLIENTS + 1)
-    clients = [context.Process(target=_client_process, args=(url, list(range(i, SHARDS, CLIENTS)), per_client, barrier))
-               for i in range(CLIENTS)]  # fmt: skip
+    clients = [
+        context.Process(target=_client_process, args=(url, list(range(i, SHARDS, CLIENTS)), per_client, wait, barrier))
+        for i in range(CLIENTS)
+    ]
     for process in clients:
         process.start()
     barrier.wait(timeout=PATIENCE_S)
@@ -172,14 +175,16 @@ def run(redis_url: str) -> dict:
         try:
             cluster.start()
             try:
-                backends = {
-                    "single": (single.url, [single.process.pid], [single.url]),
-                    "cluster": (cluster.url, [n.process.pid for n in cluster.nodes], [n.url for n in cluster.nodes]),
+                nodes = ([n.process.pid for n in cluster.nodes], [n.url for n in cluster.nodes])
+                backends = {  # name: URL, Redis processes, nodes to empty after, replicas a publish waits for
+                    "single": (single.url, [single.process.pid], [single.url], 0),
+                    "cluster": (cluster.url, *nodes, 1),
+                    "cluster_no_wait": (cluster.url, *nodes, 0),
                 }
                 rates: dict[str, list[tuple[float, float]]] = {name: [] for name in backends}
                 for _ in range(ROUNDS):
-                    for name, (url, pids, flush) in backends.items():
-                        rates[name].append(_measure(url, pids))
+                    for name, (url, pids, flush, wait) in backends.items():
+                        rates[name].append(_measure(url, pids, wait))
                         _flush([u for u in flush if _is_master(u)])
                 slots = slot_balance(cluster)
             finally:
@@ -191,6 +196,7 @@ def run(redis_url: str) -> dict:
         result[f"{name}_msgs_per_s"] = round(statistics.median(r for r, _ in runs))
         result[f"{name}_msgs_per_redis_cpu_s"] = round(statistics.median(c for _, c in runs))
     result["cluster_over_single"] = round(result["cluster_msgs_per_s"] / result["single_msgs_per_s"], 2)
+    result["wait_over_no_wait"] = round(result["cluster_msgs_per_s"] / result["cluster_no_wait_msgs_per_s"], 2)
     result["balance"] = shard_balance()
     result["slots"] = slots
     return result
@@ -215,10 +221,13 @@ def markdown(r: dict) -> str:
             "| backend | messages/s | messages per second of Redis CPU |",
             "| --- | ---: | ---: |",
             f"| one Redis | {r['single_msgs_per_s']:,} | {r['single_msgs_per_redis_cpu_s']:,} |",
-            f"| Redis Cluster, 3 masters + 3 replicas | {r['cluster_msgs_per_s']:,} | "
-            f"{r['cluster_msgs_per_redis_cpu_s']:,} |",
+            f"| Redis Cluster, 3 masters + 3 replicas (a publish waits for its replica: the default) | "
+            f"{r['cluster_msgs_per_s']:,} | {r['cluster_msgs_per_redis_cpu_s']:,} |",
+            f"| the same without WAIT (`EMOTUNE_STREAM_WAIT_REPLICAS=0`) | {r['cluster_no_wait_msgs_per_s']:,} | "
+            f"{r['cluster_no_wait_msgs_per_redis_cpu_s']:,} |",
             "",
-            f"Cluster over one Redis, side by side: {r['cluster_over_single']}x in messages/s. On this 2-core "
+            f"Cluster over one Redis, side by side: {r['cluster_over_single']}x in messages/s; waiting for the "
+            f"replica keeps {r['wait_over_no_wait']:.0%} of the cluster's messages/s without. On this 2-core "
             "machine the client processes and the nodes share the same cores, so messages/s says what one "
             "machine does, not what the cluster can: the second column is the figure per core of Redis "
             "(replication included): a machine with a core for Redis (a master, and the replica of another) "
