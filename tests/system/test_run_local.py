@@ -13,10 +13,12 @@ import redis
 
 from emotune.v1 import messages_pb2
 from emotune_common.codec import decode
+from emotune_common.shards import session_stream, shard_streams
+from emotune_common.streams import EMOTIONS, FRAMES
 
 from ..common.helpers import crops
 from ..conftest import DATA_DIR, ROOT, free_port
-from ..processes import PATIENCE_S, wait_until
+from ..processes import PATIENCE_S, shard_entries, stream_shards, wait_until
 
 
 def answers(client: redis.Redis) -> bool:
@@ -89,14 +91,15 @@ def test_make_run_turns_an_uploaded_frame_into_emotion_events_and_stops_cleanly(
         assert frames.config_get("appendonly") == {"appendonly": "no"} and frames.config_get("save") == {"save": ""}
         photo = (DATA_DIR / "images" / "two_people.jpg").read_bytes()
         frame = messages_pb2.Frame(header=make_header("s1", "alice"), image=photo, content_type="image/jpeg")
-        frames.xadd("emotune:frames", {"type": "emotune.v1.Frame", "pb": frame.SerializeToString()})
+        shards = stream_shards()  # make run's services get this environment
+        frames.xadd(session_stream(FRAMES, "s1", shards), {"type": "emotune.v1.Frame", "pb": frame.SerializeToString()})
 
         def alices() -> list[messages_pb2.EmotionEvent]:  # .run/redis may hold earlier runs' events
-            events = [decode(f, messages_pb2.EmotionEvent) for _, f in client.xrange("emotune:emotions")]
+            events = [decode(f, messages_pb2.EmotionEvent) for _, _, f in shard_entries(client, EMOTIONS, shards)]
             return [e for e in events if e.header.user_id == "alice" and e.header.session_id == "s1"]
 
         wait_until(lambda: len(alices()) >= 2, PATIENCE_S, "two emotion events from the uploaded photo")
-        assert not client.exists("emotune:frames"), "a frame reached the Redis that keeps its data on disk"
+        assert not client.exists(*shard_streams(FRAMES, shards)), "a frame reached the Redis that keeps data on disk"
     finally:
         os.killpg(run.pid, signal.SIGINT)
         output, _ = run.communicate(timeout=60)
