@@ -30,6 +30,11 @@ async def read_all(redis: aioredis.Redis, stream: str) -> list[tuple[str, dict]]
     return [(i.decode(), f) for i, f in await redis.xrange(stream)]
 
 
+async def read_shards(redis: aioredis.Redis, stream: str, shards: int) -> list[tuple[str, str, dict]]:
+    """Every entry of every shard of ``stream``: (the shard's stream name, entry id, fields), shard by shard."""
+    return [(name, i, f) for name in shard_streams(stream, shards) for i, f in await read_all(redis, name)]
+
+
 async def shard_length(redis: aioredis.Redis, stream: str, shards: int) -> int:
     """The entries of every shard of ``stream`` together."""
     return sum([await redis.xlen(name) for name in shard_streams(stream, shards)])

@@ -31,18 +31,23 @@ from emotune_common.ids import derived_header, make_header
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
 from emotune_common.settings import StreamSettings
+from emotune_common.sharded import ShardedProducer, shard_consumers
+from emotune_common.shards import session_stream, shard_streams
 from emotune_common.streams import FACES, FRAMES, dead_letter_stream
 from emotune_gateway import accounts
 from emotune_gateway.app import create_app
 from emotune_gateway.images import ImageError, check_image
 from emotune_gateway.settings import GatewaySettings
 
-from ..common.helpers import crops, wait_for
+from ..common.helpers import crops, read_shards, shard_length, wait_for
 from ..conftest import DATA_DIR
 from ..modelserver.helpers import predict_request, probabilities
 from ..processes import PATIENCE_S
 
 FAST = StreamSettings(batch_size=8, block_ms=50, claim_idle_ms=200, max_deliveries=2)
+#: Capture's upload consumers as the service runs them: one a shard of emotune:frames (a detector each), each
+#: writing its crops to the same shard of emotune:faces.
+UPLOADS = FAST.model_copy(update={"shards": 4})
 PHOTO = (DATA_DIR / "images" / "obama.jpg").read_bytes()
 
 
@@ -83,16 +88,32 @@ async def length_at_least(redis, stream: str, n: int) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running(consumer: StreamConsumer) -> AsyncIterator[None]:
-    """``consumer`` runs inside the block, and must still be running at its end."""
+async def running(*consumers: StreamConsumer) -> AsyncIterator[None]:
+    """``consumers`` run inside the block, and must all still be running at its end."""
     stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
+    tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
     try:
         yield
-        assert not task.done(), "the consumer stopped by itself"
+        assert not any(task.done() for task in tasks), "a consumer stopped by itself"
     finally:
         stop.set()
-        await asyncio.wait_for(task, PATIENCE_S)
+        await asyncio.wait_for(asyncio.gather(*tasks), PATIENCE_S)
+
+
+def upload_consumers(redis) -> list[StreamConsumer]:
+    """Capture's upload consumers, as its service makes them: a consumer of group ``capture`` a shard of
+    emotune:frames, each with a detector of its own and writing to that shard of emotune:faces."""
+    faces = ShardedProducer(redis, FACES, UPLOADS.shards, 1000)
+    return shard_consumers(redis, FRAMES, "capture", lambda shard: upload_handler(FaceDetector(), faces.shard(shard)),
+                           UPLOADS, message_type=messages_pb2.Frame)  # fmt: skip
+
+
+async def uploads_handled(redis) -> bool:
+    """Whether every shard's upload consumer has read and acknowledged all of its shard of emotune:frames."""
+    for name in shard_streams(FRAMES, UPLOADS.shards):
+        if await redis.exists(name) and not await _acked(redis, name, "capture"):
+            return False
+    return True
 
 
 # -- stream entries -----------------------------------------------------------------------------------
@@ -191,7 +212,8 @@ def test_the_dimensions_come_from_the_header_alone():
 
 
 def frame(image: bytes, number: int, content_type: str = "image/jpeg", user: str = "alice") -> messages_pb2.Frame:
-    return messages_pb2.Frame(header=make_header("s1", user), image=image, content_type=content_type,
+    """Frame ``number`` of one of 3 sessions (by its number), so that the frames spread over the shards."""
+    return messages_pb2.Frame(header=make_header(f"s{number % 3}", user), image=image, content_type=content_type,
                               frame_number=number)  # fmt: skip
 
 
@@ -212,23 +234,25 @@ async def test_capture_refuses_bad_frames_clearly_and_finds_faces_in_unusual_goo
         14: ("not an image", b"hello, I am text" * 10, "not a decodable JPEG or PNG image"),
         15: ("GIF", encoded(photo(), "GIF"), "not a decodable JPEG or PNG image"),  # OpenCV would decode it
     }
-    frames = StreamProducer(redis, FRAMES, 1000)
+    frames = ShardedProducer(redis, FRAMES, UPLOADS.shards, 1000)  # the gateway's: a frame to its session's shard
     await frames.publish_many([frame(data, n, kind) for n, (_, data, kind) in good.items()])
     await frames.publish_many([frame(data, n) for n, (_, data, _) in bad.items()])
-    handler = upload_handler(FaceDetector(), StreamProducer(redis, FACES, 1000))
-    consumer = StreamConsumer(redis, FRAMES, "capture", handler, settings=FAST, message_type=messages_pb2.Frame)
+    assert len({session_stream(FRAMES, f"s{n % 3}", UPLOADS.shards) for n in good | bad}) > 1  # several shards
     dlq = dead_letter_stream(FRAMES)
-    async with running(consumer):
-        await wait_for(lambda: length_at_least(redis, dlq, len(bad)), PATIENCE_S, "the bad frames dead-lettered")
-        await wait_for(lambda: _acked(redis, FRAMES, "capture"), PATIENCE_S, "every frame handled")
+    async with running(*upload_consumers(redis)):
+        await wait_for(lambda: shard_dead_at_least(redis, len(bad)), PATIENCE_S, "the bad frames dead-lettered")
+        await wait_for(lambda: uploads_handled(redis), PATIENCE_S, "every frame handled")
 
-    reasons = {
-        decode(f, messages_pb2.Frame).frame_number: f[b"dlq_reason"].decode() for _, f in await redis.xrange(dlq)
-    }
+    letters = [(name, f) for name in shard_streams(FRAMES, UPLOADS.shards) for _, f in await redis.xrange(
+        dead_letter_stream(name))]  # fmt: skip
+    reasons = {decode(f, messages_pb2.Frame).frame_number: f[b"dlq_reason"].decode() for _, f in letters}
     assert reasons == {n: why for n, (_, _, why) in bad.items()}
+    assert all(f[b"dlq_stream"].decode() == name for name, f in letters)  # each in its own shard's dead letters
+    assert not await redis.exists(dlq, FRAMES, FACES)  # nothing on the unsharded names
     by_frame: dict[int, list[messages_pb2.FaceCrop]] = {}
-    for _, f in await redis.xrange(FACES):
+    for name, _, f in await read_shards(redis, FACES, UPLOADS.shards):
         crop = decode(f, messages_pb2.FaceCrop)
+        assert name == session_stream(FACES, crop.header.session_id, UPLOADS.shards)  # its frame's shard
         by_frame.setdefault(crop.frame_number, []).append(crop)
     assert set(by_frame) == set(good), f"faces found in frames {sorted(by_frame)}"
     upright = [c.box for c in by_frame[1]]
@@ -239,6 +263,11 @@ async def test_capture_refuses_bad_frames_clearly_and_finds_faces_in_unusual_goo
     [with_alpha] = [c.box for c in by_frame[3]]
     assert abs(with_alpha.x - upright[0].x) <= 2 and abs(with_alpha.width - upright[0].width) <= 2
     await redis.aclose()
+
+
+async def shard_dead_at_least(redis, n: int) -> bool:
+    """Whether the dead letters of emotune:frames' shards hold ``n`` entries or more together."""
+    return sum([await redis.xlen(dead_letter_stream(s)) for s in shard_streams(FRAMES, UPLOADS.shards)]) >= n
 
 
 async def _acked(redis, stream: str, group: str) -> bool:
@@ -258,7 +287,8 @@ def test_the_gateway_answers_each_bad_upload_clearly_and_capture_finds_faces_in_
     headers = {"Authorization": f"Bearer {asyncio.run(new_user())}"}
     settings = GatewaySettings.model_validate({
         "REDIS_URL": redis_server.url, "recommender_addr": "127.0.0.1:9", "media_dir": DATA_DIR / "video",
-        "rate_limit": "100000/minute", "frame_rate_limit": "1000/second", "log_json": False, "stream": {"block_ms": 50},
+        "rate_limit": "100000/minute", "frame_rate_limit": "1000/second", "log_json": False,
+        "stream": {"block_ms": 50, "shards": UPLOADS.shards},
     })  # fmt: skip
     with TestClient(create_app(settings)) as client:
         session = client.post("/v1/users/alice/sessions", json={"source": "upload"}, headers=headers).json()
@@ -287,16 +317,14 @@ def test_the_gateway_answers_each_bad_upload_clearly_and_capture_finds_faces_in_
 
     async def capture() -> dict[int, int]:
         redis = connect(redis_server.url)
-        consumer = StreamConsumer(redis, FRAMES, "capture",
-                                  upload_handler(FaceDetector(), StreamProducer(redis, FACES, 1000)),
-                                  settings=FAST, message_type=messages_pb2.Frame)  # fmt: skip
-        async with running(consumer):
-            await wait_for(lambda: _acked(redis, FRAMES, "capture"), PATIENCE_S, "the accepted frames handled")
+        assert await shard_length(redis, FRAMES, UPLOADS.shards) == 3  # the gateway wrote them to their shard
+        async with running(*upload_consumers(redis)):
+            await wait_for(lambda: uploads_handled(redis), PATIENCE_S, "the accepted frames handled")
         found: dict[int, int] = {}
-        for _, f in await redis.xrange(FACES):
+        for _, _, f in await read_shards(redis, FACES, UPLOADS.shards):
             number = decode(f, messages_pb2.FaceCrop).frame_number
             found[number] = found.get(number, 0) + 1
-        assert await redis.xlen(dead_letter_stream(FRAMES)) == 0
+        assert not await shard_dead_at_least(redis, 1)
         await redis.aclose()
         return found
 
