@@ -51,18 +51,18 @@ def _session_ids(count: int, seed: int) -> list[str]:
     return [f"{rng.getrandbits(128):032x}" for _ in range(count)]
 
 
-async def _client(url: str, shards: list[int], messages: int, wait: int, barrier: Barrier) -> None:
-    """Publish ``messages`` crops over ``shards`` (a session of each) and consume them all back, once every
+async def _client(url: str, shards: list[int], of: int, messages: int, wait: int, barrier: Barrier) -> None:
+    """Publish ``messages`` crops over ``shards`` of ``of`` (a session each) and consume them all back, once every
     client is connected and ready (``barrier``: the parent's clock starts there, not at process start)."""
     client = connect(url)
-    sessions = {shard: next(s for s in _session_ids(10_000, shard) if shard_of(s, SHARDS) == shard) for shard in shards}
+    sessions = {shard: next(s for s in _session_ids(10_000, shard) if shard_of(s, of) == shard) for shard in shards}
     pixels = os.urandom(48 * 48)
 
     def crop(session: str, number: int) -> messages_pb2.FaceCrop:
         header = make_header(session, "bench")  # a message id each: the consumer skips repeated ids
         return messages_pb2.FaceCrop(header=header, pixels=pixels, width=48, height=48, frame_number=number)
 
-    settings = StreamSettings(batch_size=BATCH, block_ms=100, dedupe_ttl_s=0, shards=SHARDS)
+    settings = StreamSettings(batch_size=BATCH, block_ms=100, dedupe_ttl_s=0, shards=of)
     handled = Counter()
 
     def counter(shard: int):
@@ -94,19 +94,19 @@ async def _client(url: str, shards: list[int], messages: int, wait: int, barrier
     await client.aclose()
 
 
-def _client_process(url: str, shards: list[int], messages: int, wait: int, barrier: Barrier) -> None:
-    asyncio.run(_client(url, shards, messages, wait, barrier))
+def _client_process(url: str, shards: list[int], of: int, messages: int, wait: int, barrier: Barrier) -> None:
+    asyncio.run(_client(url, shards, of, messages, wait, barrier))
 
 
-def _measure(url: str, pids: list[int], wait: int) -> tuple[float, float]:
-    """(messages/s, messages per second of Redis CPU) of one run of ``CLIENTS`` processes on ``url``, each
-    publish waiting for ``wait`` replicas (WAIT)."""
+def _measure(url: str, pids: list[int], wait: int, shards: int = SHARDS) -> tuple[float, float]:
+    """(messages/s, messages per second of Redis CPU) of one run of ``CLIENTS`` processes on ``url`` over
+    ``shards`` shards, each publish waiting for ``wait`` replicas (WAIT)."""
     context = multiprocessing.get_context("spawn")
     per_client = MESSAGES // CLIENTS
     barrier = context.Barrier(CLIENTS + 1)
     clients = [
-        context.Process(target=_client_process, args=(url, list(range(i, SHARDS, CLIENTS)), per_client, wait, barrier))
-        for i in range(CLIENTS)
+        context.Process(target=_client_process, args=(url, mine, shards, per_client, wait, barrier))
+        for mine in (list(range(i, shards, CLIENTS)) for i in range(CLIENTS))
     ]
     for process in clients:
         process.start()
@@ -119,7 +119,7 @@ def _measure(url: str, pids: list[int], wait: int) -> tuple[float, float]:
             raise RuntimeError(f"a benchmark client on {url} exited with {process.exitcode}")
     elapsed = time.perf_counter() - started
     redis_cpu = sum(cpu_s(pid) for pid in pids) - redis_cpu
-    done = per_client * CLIENTS // SHARDS * SHARDS  # what the clients publish: whole batches a shard
+    done = per_client * CLIENTS // shards * shards  # what the clients publish: the same count a shard
     return done / elapsed, done / max(redis_cpu, 1e-9)
 
 
@@ -178,13 +178,15 @@ def run(redis_url: str) -> dict:
                 nodes = ([n.process.pid for n in cluster.nodes], [n.url for n in cluster.nodes])
                 backends = {  # name: URL, Redis processes, nodes to empty after, replicas a publish waits for
                     "single": (single.url, [single.process.pid], [single.url], 0),
+                    "single_one_reader": (single.url, [single.process.pid], [single.url], 0),
                     "cluster": (cluster.url, *nodes, 1),
                     "cluster_no_wait": (cluster.url, *nodes, 0),
                 }
                 rates: dict[str, list[tuple[float, float]]] = {name: [] for name in backends}
                 for _ in range(ROUNDS):
                     for name, (url, pids, flush, wait) in backends.items():
-                        rates[name].append(_measure(url, pids, wait))
+                        shards = CLIENTS if name == "single_one_reader" else SHARDS  # a shard, a reader a process
+                        rates[name].append(_measure(url, pids, wait, shards))
                         _flush([u for u in flush if _is_master(u)])
                 slots = slot_balance(cluster)
             finally:
@@ -221,6 +223,8 @@ def markdown(r: dict) -> str:
             "| backend | messages/s | messages per second of Redis CPU |",
             "| --- | ---: | ---: |",
             f"| one Redis | {r['single_msgs_per_s']:,} | {r['single_msgs_per_redis_cpu_s']:,} |",
+            f"| one Redis, {r['clients']} shards: one reader a process instead of {r['shards'] // r['clients']} | "
+            f"{r['single_one_reader_msgs_per_s']:,} | {r['single_one_reader_msgs_per_redis_cpu_s']:,} |",
             f"| Redis Cluster, 3 masters + 3 replicas (a publish waits for its replica: the default) | "
             f"{r['cluster_msgs_per_s']:,} | {r['cluster_msgs_per_redis_cpu_s']:,} |",
             f"| the same without WAIT (`EMOTUNE_STREAM_WAIT_REPLICAS=0`) | {r['cluster_no_wait_msgs_per_s']:,} | "
