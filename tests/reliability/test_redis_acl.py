@@ -32,14 +32,14 @@ from emotune_common.keys import CAPTURE_SESSIONS, api_key_index, capture_lease, 
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
 from emotune_common.settings import StreamSettings
-from emotune_common.shards import shard_stream
-from emotune_common.streams import EMOTIONS, FACES, FEEDBACK, FRAMES, RECOMMENDATIONS, dead_letter_stream
+from emotune_common.shards import session_stream, shard_stream
+from emotune_common.streams import EMOTIONS, FACES, FEEDBACK, FRAMES, RECOMMENDATIONS, dead_letter_stream, stats_key
 from emotune_gateway.app import create_app
 from emotune_gateway.settings import GatewaySettings
 
 from ..common.helpers import crops, wait_for
 from ..conftest import DATA_DIR, ROOT, free_port
-from ..processes import PATIENCE_S
+from ..processes import PATIENCE_S, stream_shards
 
 TEMPLATE = ROOT / "deploy" / "redis" / "users.acl.template"
 FRAMES_TEMPLATE = ROOT / "deploy" / "redis" / "frames-users.acl.template"
@@ -339,7 +339,7 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
     scratch.mkdir()
     common = {"EMOTUNE_LOG_LEVEL": "INFO", "EMOTUNE_STREAM_BLOCK_MS": "50", "EMOTUNE_METRICS_PORT": "0",
               "TMPDIR": str(scratch)}  # fmt: skip
-    recommender_port = free_port()
+    recommender_port, shards = free_port(), stream_shards()  # the services get this environment's shards
     logs = {name: tmp_path / f"{name}.log" for name in ("capture", "inference", "recommender", "cli")}
     processes = {
         "recommender": start("emotune_recommender", {**common, "REDIS_URL": acl_redis.url("recommender"),
@@ -366,12 +366,14 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
             "REDIS_URL": acl_redis.url("gateway"), "frames_redis_url": frames_redis.url("gateway"),
             "recommender_addr": f"127.0.0.1:{recommender_port}",
             "media_dir": DATA_DIR / "video", "rate_limit": "100000/minute", "frame_rate_limit": "1000/second",
-            "log_json": False, "stream": {"block_ms": 50}, "frames_maxlen": 3,
+            "log_json": False, "stream": {"block_ms": 50, "shards": shards}, "frames_maxlen": 3,
         })  # fmt: skip
         with TestClient(create_app(settings)) as client:
             base = "/v1/users/alice"
             assert client.get("/readyz").status_code == 200  # its reader follows the streams
             session = client.post(f"{base}/sessions", json={"source": "upload"}, headers=headers).json()
+            # its frames, crops and events: all on the session's shard
+            frames, faces, emotions = (session_stream(s, session["id"], shards) for s in (FRAMES, FACES, EMOTIONS))
             for _ in range(6):  # browser frames: gateway -> capture -> inference -> recommender
                 r = client.post(f"{base}/sessions/{session['id']}/frames", content=PHOTO,
                                 headers={**headers, "Content-Type": "image/jpeg"})  # fmt: skip
@@ -399,13 +401,13 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
             _until(lambda: not admin.exists(capture_lease(video["id"])), PATIENCE_S, "the lease handed back")
 
             # six frames, faces and events over bounds of 3, 5 and 5: each producer ran its trim script
-            _until(lambda: frames_admin.hget(f"emotune:stats:{FRAMES}", "trimmed")
-                   and all(admin.hget(f"emotune:stats:{s}", "trimmed") for s in (FACES, EMOTIONS)), PATIENCE_S,
+            _until(lambda: frames_admin.hget(stats_key(frames), "trimmed")
+                   and all(admin.hget(stats_key(s), "trimmed") for s in (faces, emotions)), PATIENCE_S,
                    "capture, inference and the gateway trimming their streams")  # fmt: skip
-            assert frames_admin.xlen(FRAMES) and not admin.exists(FRAMES)  # the frames went only there
+            assert frames_admin.xlen(frames) and not admin.exists(frames)  # the frames went only there
             deleted = client.delete(f"{base}/data", headers=headers).json()
             assert deleted["deleted_keys"] > 0 and deleted["deleted_stream_entries"] > 0
-            assert frames_admin.xlen(FRAMES) == 0  # alice's frames, deleted in the frames Redis
+            assert frames_admin.xlen(frames) == 0  # alice's frames, deleted in the frames Redis
         for name, process in processes.items():
             assert process.poll() is None, f"{name} stopped: {logs[name].read_text()[-3000:]}"
     finally:
@@ -422,7 +424,7 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
     assert list(frames_redis.dir.iterdir()) == [], "the frames Redis wrote to disk"
     assert list(scratch.iterdir()) == [], "a service wrote temporary files"
     aof = b"".join(f.read_bytes() for f in acl_redis.dir.rglob("*") if f.is_file())
-    assert len(aof) > 10_000 and FACES.encode() in aof  # it did record the crops, events and sessions
+    assert len(aof) > 10_000 and faces.encode() in aof  # it did record the crops, events and sessions
     pieces = [PHOTO[i : i + 32] for i in range(0, len(PHOTO) - 32, len(PHOTO) // 50)]  # 50 pieces of the photo
     files = [f for f in tmp_path.rglob("*") if f.is_file()]
     assert [f.name for f in files if any(piece in f.read_bytes() for piece in pieces)] == []
