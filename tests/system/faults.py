@@ -6,6 +6,10 @@ during each run, capture on the real video; each part can be killed, stopped and
 same port. :class:`Subscriber` is a WebSocket client of the gateway in a thread of its own that does
 what the README's client does: reconnect, and resume from its last event id. :meth:`FaultSystem.settle`
 waits for the pipeline to drain and checks what must hold after any fault (:class:`Ledger`).
+
+Every stream is read over all of its shards (emotune_common.shards). Entry ids are comparable within one
+shard only, so an entry is an :data:`Entry` (its shard's stream name, its id), and a position in a stream
+is a :data:`Tail` (each shard's last entry id). The video's session has all its entries on its one shard.
 """
 
 from __future__ import annotations
@@ -26,21 +30,52 @@ import redis
 from emotune.v1 import messages_pb2
 from emotune_common.codec import DecodeError, decode
 from emotune_common.keys import session_key
+from emotune_common.shards import session_stream, shard_of, shard_stream, shard_streams
 from emotune_common.streams import EMOTIONS, FACES, RECOMMENDATIONS, dead_letter_stream
 
 from ..conftest import DATA_DIR
-from ..processes import PATIENCE_S, ModelServer, Service, System, free_port, start_model_server, wait_until
+from ..processes import (
+    PATIENCE_S,
+    ModelServer,
+    Service,
+    System,
+    free_port,
+    start_model_server,
+    stream_shards,
+    wait_until,
+)
 
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
 USER, SESSION = "u1", "s1"
 INFERENCE, RECOMMENDER = "inference", "recommender"
 CLAIM_IDLE_MS = 1500
 
+#: A stream entry: the name of its shard's stream (``emotune:{s3}:faces``) and its entry id.
+Entry = tuple[str, str]
+#: A position in a stream: each shard's stream name -> its last entry id (a shard not in it: at its start).
+#: A plain entry id (``"0-0"``) is that position in every shard.
+Tail = dict[str, str] | str
+
 
 def entry_key(entry_id: bytes | str) -> tuple[int, int]:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, seq = text.split("-")
     return int(ms), int(seq)
+
+
+def shard_name(entry: Entry) -> str:
+    """What a stable sort of entries by shard sorts by: each shard's entries keep their order."""
+    return entry[0]
+
+
+def at(tail: Tail, name: str) -> str:
+    """``tail``'s position in the shard stream ``name``."""
+    return tail if isinstance(tail, str) else tail.get(name, "0-0")
+
+
+def after(entry: Entry, tail: Tail) -> bool:
+    """Whether ``entry`` came after ``tail`` in its shard."""
+    return entry_key(entry[1]) > entry_key(at(tail, entry[0]))
 
 
 # -- processes -------------------------------------------------------------------------------------
@@ -51,7 +86,7 @@ class FaultSystem(System):
     appendonly: bool = field(default=True, kw_only=True)
     model: ModelServer | None = None
     model_port: int = field(default_factory=free_port)
-    poison: list[str] = field(default_factory=list)  # entry ids of the poison added to emotune:faces
+    poison: list[Entry] = field(default_factory=list)  # the poison added to emotune:faces (the session's shard)
     api_key: str = ""
     model_start_s: float = 0.0  # how long the model server took to answer, the first time
     _model_starts: int = 0
@@ -60,6 +95,7 @@ class FaultSystem(System):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.model_server = f"127.0.0.1:{self.model_port}"
+        self.shards = stream_shards()  # the services get this process's environment
         self.client = self._client(self.redis.port)
         self.frames_client = self._client(self.frames.port)
 
@@ -118,11 +154,11 @@ class FaultSystem(System):
         service = self.services[name]
         deadline, attempts = time.monotonic() + within, 0
 
-        def holding() -> set[str]:
+        def holding() -> set[Entry]:
             ids = set().union(*(self.pending_ids(stream, group, c) for c in consumers))
             return ids - set(self.poison)
 
-        held: set[str] = set()
+        held: set[Entry] = set()
         while not held and time.monotonic() < deadline:
             if not holding():
                 time.sleep(0.002)
@@ -182,42 +218,72 @@ class FaultSystem(System):
 
     # -- Redis views ---------------------------------------------------------------------------------
 
-    def last_id(self, stream: str) -> str:
-        last = self.client.xrevrange(stream, count=1)
-        return last[0][0].decode() if last else "0-0"
+    def names(self, stream: str) -> list[str]:
+        """Every shard's stream of ``stream``."""
+        return shard_streams(stream, self.shards)
 
-    def entries_after(self, stream: str, after: str) -> int:
-        return len(self.client.xrange(stream, min=f"({after}", max="+"))
+    def last_id(self, stream: str) -> Tail:
+        """The last entry id of every shard of ``stream`` that has entries."""
+        tail = {}
+        for name in self.names(stream):
+            if last := self.client.xrevrange(name, count=1):
+                tail[name] = last[0][0].decode()
+        return tail
 
-    def wait_new(self, stream: str, after: str, count: int, within: float = PATIENCE_S) -> float:
-        """Wait for ``count`` entries newer than ``after``; returns the moment they were seen."""
-        wait_until(lambda: self.entries_after(stream, after) >= count, within, f"{count} new entries in {stream}")
+    def entries_after(self, stream: str, since: Tail, upto: Tail = "+") -> int:
+        """The entries of every shard of ``stream`` after ``since`` (up to ``upto``, inclusive)."""
+        total = 0
+        for name in self.names(stream):
+            top = at(upto, name) if upto != "+" else "+"
+            total += len(self.client.xrange(name, min=f"({at(since, name)}", max=top))
+        return total
+
+    def holds(self, tail: Tail) -> bool:
+        """Whether every shard still holds its entry of ``tail`` (a dict): nothing written before it lost."""
+        return all(self.client.xrange(name, entry_id, entry_id) for name, entry_id in tail.items())
+
+    def wait_new(self, stream: str, since: Tail, count: int, within: float = PATIENCE_S) -> float:
+        """Wait for ``count`` entries newer than ``since`` (over every shard); returns the moment they were seen."""
+        wait_until(lambda: self.entries_after(stream, since) >= count, within, f"{count} new entries in {stream}")
         return time.monotonic()
 
-    def pending_ids(self, stream: str, group: str, consumer: str | None = None) -> set[str]:
-        rows = self.client.xpending_range(stream, group, "-", "+", 100_000, consumername=consumer)
-        return {r["message_id"].decode() for r in rows}
+    def pending_ids(self, stream: str, group: str, consumer: str | None = None) -> set[Entry]:
+        """The entries of ``stream`` that ``group`` (``consumer`` of it) holds unacknowledged, over every shard."""
+        out = set()
+        for name in self.names(stream):
+            try:
+                rows = self.client.xpending_range(name, group, "-", "+", 100_000, consumername=consumer)
+            except redis.ResponseError:  # NOGROUP: no consumer of the group has started on that shard yet
+                continue
+            out |= {(name, r["message_id"].decode()) for r in rows}
+        return out
 
     def groups(self) -> dict[tuple[str, str], dict]:
-        """Every consumer group of every stream: (stream, group) -> XINFO GROUPS row."""
+        """Every consumer group of every stream (every shard): (stream, group) -> XINFO GROUPS row."""
         out = {}
         for key in self.client.scan_iter(_type="STREAM"):
             for g in self.client.xinfo_groups(key):
                 out[(key.decode(), g["name"].decode())] = g
         return out
 
-    def backlog_done(self, stream: str, group: str, upto: str, ignore: set[str] = frozenset()) -> bool:
-        """Whether ``group`` was delivered every entry up to ``upto`` and holds none of them pending."""
-        info = next(g for g in self.client.xinfo_groups(stream) if g["name"].decode() == group)
-        if entry_key(info["last-delivered-id"]) < entry_key(upto):
-            return False
-        rows = self.client.xpending_range(stream, group, "-", upto, 100_000)
-        return not {r["message_id"].decode() for r in rows} - ignore
+    def backlog_done(self, stream: str, group: str, upto: Tail, ignore: set[Entry] = frozenset()) -> bool:
+        """Whether ``group`` was delivered every entry up to ``upto`` in each shard and holds none of them pending."""
+        for name, last in ({n: at(upto, n) for n in self.names(stream)} if isinstance(upto, str) else upto).items():
+            if entry_key(last) == (0, 0):
+                continue
+            info = next((g for g in self.client.xinfo_groups(name) if g["name"].decode() == group), None)
+            if info is None or entry_key(info["last-delivered-id"]) < entry_key(last):
+                return False
+            rows = self.client.xpending_range(name, group, "-", last, 100_000)
+            if {(name, r["message_id"].decode()) for r in rows} - ignore:
+                return False
+        return True
 
-    def inject_poison(self, count: int = 2, seed: int = 0) -> list[str]:
-        """Random bytes into emotune:faces: one as a FaceCrop's payload, one with no payload field at all."""
+    def inject_poison(self, count: int = 2, seed: int = 0) -> list[Entry]:
+        """Random bytes into emotune:faces (the session's shard, where its workers read its crops): one as a
+        FaceCrop's payload, one with no payload field at all."""
         rng = random.Random(f"{seed}-{len(self.poison)}")
-        ids = []
+        name, ids = session_stream(FACES, SESSION, self.shards), []
         for i in range(count):
             junk = rng.randbytes(48 + rng.randrange(64))
             fields = {b"type": b"emotune.v1.FaceCrop", b"pb": junk} if i % 2 == 0 else {rng.randbytes(8): junk}
@@ -227,7 +293,7 @@ class FaultSystem(System):
                 pass
             else:  # pragma: no cover - the seeds are fixed; this guards the test, not the system
                 raise AssertionError("the poison decodes: pick another seed")
-            ids.append(self.client.xadd(FACES, fields).decode())
+            ids.append((name, self.client.xadd(name, fields).decode()))
         self.poison.extend(ids)
         return ids
 
@@ -261,19 +327,22 @@ class FaultSystem(System):
     # -- the ledger ------------------------------------------------------------------------------------
 
     def ledger(self) -> Ledger:
+        def entries(stream: str) -> list[tuple[Entry, dict]]:
+            return [((n, i.decode()), f) for n in self.names(stream) for i, f in self.client.xrange(n)]
+
         crops, poison_seen = {}, []
-        for entry_id, fields in self.client.xrange(FACES):
+        for entry, fields in entries(FACES):
             try:
-                crops[entry_id.decode()] = decode(fields, messages_pb2.FaceCrop).header.id
+                crops[entry] = decode(fields, messages_pb2.FaceCrop).header.id
             except DecodeError:
-                poison_seen.append(entry_id.decode())
-        events: dict[str, tuple[str, str, str]] = {}  # entry id -> (crop id, event id, user)
-        for entry_id, fields in self.client.xrange(EMOTIONS):
+                poison_seen.append(entry)
+        events: dict[Entry, tuple[str, str, str]] = {}  # entry -> (crop id, event id, user)
+        for entry, fields in entries(EMOTIONS):
             e = decode(fields, messages_pb2.EmotionEvent)
-            events[entry_id.decode()] = (e.crop_id, e.header.id, e.header.user_id)
+            events[entry] = (e.crop_id, e.header.id, e.header.user_id)
         recommendations = {}
-        for entry_id, fields in self.client.xrange(RECOMMENDATIONS):
-            recommendations[entry_id.decode()] = decode(fields).header.user_id
+        for entry, fields in entries(RECOMMENDATIONS):
+            recommendations[entry] = decode(fields).header.user_id
         dead = {}
         for client in (self.client, self.frames_client):  # emotune:frames' dead letters are in the frames Redis
             for key in client.scan_iter("emotune:dlq:*"):
@@ -281,7 +350,7 @@ class FaultSystem(System):
                     {k.decode(): v.decode(errors="replace") for k, v in f.items() if k.startswith(b"dlq_")}
                     for _, f in client.xrange(key)
                 ]
-        return Ledger(crops, poison_seen, events, recommendations, dead)
+        return Ledger(crops, poison_seen, events, recommendations, dead, self.names(FACES))
 
     def settle(self, within: float = PATIENCE_S) -> tuple[Ledger, dict[str, float]]:
         """After capture stopped: wait until every crop has its event and nothing is pending in any group
@@ -307,19 +376,20 @@ class FaultSystem(System):
 @dataclass
 class Killed:
     at: float  # time.monotonic() of the SIGKILL
-    held: set[str]  # the entries it held unacknowledged
+    held: set[Entry]  # the entries it held unacknowledged
     attempts: int  # how many times it was stopped to catch it holding some
 
 
 @dataclass
 class Ledger:
-    """Everything in the streams: crops by entry id, events by entry id, dead letters by stream."""
+    """Everything in the streams, every shard: crops by entry, events by entry, dead letters by stream."""
 
-    crops: dict[str, str]  # faces entry id -> crop id
-    poison_seen: list[str]  # faces entries that do not decode
-    events: dict[str, tuple[str, str, str]]  # emotions entry id -> (crop id, event id, user id)
-    recommendations: dict[str, str]  # recommendations entry id -> user id
+    crops: dict[Entry, str]  # faces entry -> crop id
+    poison_seen: list[Entry]  # faces entries that do not decode
+    events: dict[Entry, tuple[str, str, str]]  # emotions entry -> (crop id, event id, user id)
+    recommendations: dict[Entry, str]  # recommendations entry -> user id
     dead: dict[str, list[dict[str, str]]]  # dead-letter stream -> its entries' dlq_* fields
+    faces: list[str]  # every shard's stream of emotune:faces
 
     def event_ids_by_crop(self) -> dict[str, set[str]]:
         by_crop: dict[str, set[str]] = defaultdict(set)
@@ -331,21 +401,21 @@ class Ledger:
         """Crop ids with no emotion event."""
         return set(self.crops.values()) - set(self.event_ids_by_crop())
 
-    def window(self, since: str) -> dict[str, int]:
-        """Counts for the crops added after faces entry ``since``: crops, events, duplicates removed."""
-        crop_ids = {c for i, c in self.crops.items() if entry_key(i) > entry_key(since)}
+    def window(self, since: Tail) -> dict[str, int]:
+        """Counts for the crops added after ``since`` (of emotune:faces): crops, events, duplicates removed."""
+        crop_ids = {c for i, c in self.crops.items() if after(i, since)}
         entries = [(c, e) for c, e, _ in self.events.values() if c in crop_ids]
         distinct = {e for _, e in entries}
         return {
             "crops": len(crop_ids),
-            "crop_entries": sum(1 for i in self.crops if entry_key(i) > entry_key(since)),
+            "crop_entries": sum(1 for i in self.crops if after(i, since)),
             "event_entries": len(entries),
             "events": len(distinct),
             "duplicates_removed": len(entries) - len(distinct),
             "lost": len(crop_ids - {c for c, _ in entries}),
         }
 
-    def problems(self, poison: list[str]) -> list[str]:
+    def problems(self, poison: list[Entry]) -> list[str]:
         """What breaks the guarantees, in words (empty when all holds)."""
         out = []
         by_crop = self.event_ids_by_crop()
@@ -356,29 +426,46 @@ class Ledger:
             out.append(f"{len(several)} crops with several distinct event ids, e.g. {list(several.items())[:2]}")
         if orphans := set(by_crop) - crop_ids:
             out.append(f"{len(orphans)} events of crops not in {FACES}, e.g. {sorted(orphans)[:3]}")
-        dead_faces = [d.get("dlq_entry_id") for d in self.dead.get(dead_letter_stream(FACES), [])]
+        dlqs = {dead_letter_stream(name) for name in self.faces}
+        dead = [d for k in sorted(dlqs) for d in self.dead.get(k, [])]
+        dead_faces = [(d.get("dlq_stream"), d.get("dlq_entry_id")) for d in dead]
         if sorted(dead_faces) != sorted(poison):
             healthy = set(dead_faces) - set(poison)
             out.append(
-                f"{dead_letter_stream(FACES)} holds {len(dead_faces)} entries, the poison is {len(poison)}: "
+                f"the dead letters of {FACES}'s shards hold {len(dead_faces)} entries, the poison is {len(poison)}: "
                 f"{len(healthy)} healthy crops dead-lettered "
-                f"{[d for d in self.dead.get(dead_letter_stream(FACES), []) if d.get('dlq_entry_id') in healthy][:3]}"
+                f"{[d for d in dead if (d.get('dlq_stream'), d.get('dlq_entry_id')) in healthy][:3]}"
                 f", poison missing {sorted(set(poison) - set(dead_faces))}"
             )
-        if others := {k: v for k, v in self.dead.items() if k != dead_letter_stream(FACES) and v}:
+        if others := {k: v for k, v in self.dead.items() if k not in dlqs and v}:
             out.append(f"other dead letters: { {k: v[:2] for k, v in others.items()} }")
         if sorted(self.poison_seen) != sorted(poison):
             out.append(f"undecodable entries in {FACES} {self.poison_seen} are not the poison {poison}")
         return out
 
-    def user_entries(self, user: str) -> tuple[list[str], list[str]]:
-        """The entry ids of ``user``'s emotion events and of their mood/recommendation events, in order."""
-        emotions = [i for i, (_, _, u) in self.events.items() if u == user]
-        recommendations = [i for i, u in self.recommendations.items() if u == user]
+    def user_entries(self, user: str) -> tuple[list[Entry], list[Entry]]:
+        """The entries of ``user``'s emotion events and of their mood/recommendation events, shard by shard,
+        each shard in order."""
+        emotions = sorted((i for i, (_, _, u) in self.events.items() if u == user), key=shard_name)
+        recommendations = sorted((i for i, u in self.recommendations.items() if u == user), key=shard_name)
         return emotions, recommendations
 
 
 # -- the subscriber ------------------------------------------------------------------------------------
+
+
+def event_entry(event: dict, user: str, shards: int) -> Entry:
+    """The stream entry of an event a subscriber got, from its id (the gateway's cursor, see
+    emotune_gateway.hub): per shard ``<emotions entry id>_<recommendations entry id>``, the shards in order
+    joined by ``.``, a shard still at its start left empty (one part alone: the same in every shard). The
+    event is on its session's shard (its user's without a session), and the cursor's part of that shard
+    is the event's own entry: a subscriber gets each shard's events in order."""
+    stream = EMOTIONS if event["type"] == "emotion" else RECOMMENDATIONS
+    shard = shard_of(event.get("session_id") or user, shards)
+    parts = event["id"].split(".")
+    part = (parts * shards if len(parts) == 1 else parts)[shard] or "0-0_0-0"
+    emotions, recommendations = part.split("_")
+    return shard_stream(stream, shard), emotions if stream == EMOTIONS else recommendations
 
 
 @dataclass
@@ -386,12 +473,7 @@ class Received:
     at: float  # time.monotonic() when it arrived
     connection: int  # which connection brought it (0: the first)
     event: dict
-
-    @property
-    def entry_id(self) -> str:
-        """The stream entry of the event: its part of the cursor (the gateway's id is ``<emotions>_<recs>``)."""
-        emotions, recommendations = self.event["id"].split("_")
-        return emotions if self.event["type"] == "emotion" else recommendations
+    entry: Entry  # its stream entry (see event_entry)
 
 
 class Subscriber:
@@ -401,7 +483,8 @@ class Subscriber:
     drops twice would, so that it resumes from an event it got in a replay.
     """
 
-    def __init__(self, base_url: str, user: str, key: str, start: str = "0-0_0-0") -> None:
+    def __init__(self, base_url: str, user: str, key: str, start: str = "0-0_0-0", shards: int | None = None) -> None:
+        self.user, self.shards = user, shards or stream_shards()
         self.url = f"{base_url.replace('http', 'ws', 1)}/v1/users/{user}/events/ws?key={key}"
         self.last = start
         self.received: list[Received] = []
@@ -445,7 +528,8 @@ class Subscriber:
                             continue
                         event = json.loads(text)
                         with self._lock:
-                            self.received.append(Received(time.monotonic(), number, event))
+                            entry = event_entry(event, self.user, self.shards)
+                            self.received.append(Received(time.monotonic(), number, event, entry))
                             self.last = event["id"]
                         got += 1
                         if self._flap and got == 1:
@@ -457,18 +541,20 @@ class Subscriber:
                 await asyncio.sleep(0.2)
 
     def check(self, ledger: Ledger, user: str) -> list[str]:
-        """What the subscriber got against what the streams hold for its user: the same entries, in order."""
+        """What the subscriber got against what the streams hold for its user: the same entries, each shard's
+        in order (the shards' events interleave as they come)."""
         got = self.snapshot()
         emotions, recommendations = ledger.user_entries(user)
-        got_emotions = [r.entry_id for r in got if r.event["type"] == "emotion"]
-        got_recommendations = [r.entry_id for r in got if r.event["type"] != "emotion"]
+        # sorted by shard only (a stable sort): each shard's events in the order they came
+        got_emotions = sorted((r.entry for r in got if r.event["type"] == "emotion"), key=shard_name)
+        got_recommendations = sorted((r.entry for r in got if r.event["type"] != "emotion"), key=shard_name)
         out = []
         for what, expected, actual in (
             ("emotion", emotions, got_emotions),
             ("mood/recommendations", recommendations, got_recommendations),
         ):
             if actual != expected:
-                missing = sorted(set(expected) - set(actual), key=entry_key)
+                missing = sorted(set(expected) - set(actual), key=lambda e: (e[0], entry_key(e[1])))
                 extra = len(actual) - len(set(actual))
                 first = next((i for i, (a, b) in enumerate(zip(actual, expected, strict=False)) if a != b), None)
                 out.append(
@@ -479,5 +565,6 @@ class Subscriber:
 
     def caught_up(self, ledger: Ledger, user: str) -> bool:
         emotions, recommendations = ledger.user_entries(user)
-        got = {r.entry_id for r in self.snapshot()}
-        return all(i in got for i in emotions[-1:] + recommendations[-1:])
+        got = {r.entry for r in self.snapshot()}
+        last = {name: (name, entry_id) for name, entry_id in emotions + recommendations}  # each shard's last
+        return all(entry in got for entry in last.values())

@@ -4,7 +4,8 @@ two inference workers, the recommender, the gateway with a WebSocket subscriber,
 Each test runs capture, breaks one part while crops flow (and slips two entries of random bytes into
 emotune:faces), stops capture, lets the system drain, and checks what must hold after any fault:
 
-- every crop in emotune:faces has exactly one emotion event once duplicates (same event id) are removed;
+- every crop in emotune:faces (every shard) has exactly one emotion event once duplicates (same event id) are
+  removed;
 - nothing stays pending in any consumer group;
 - the dead-letter streams hold the poison and nothing else;
 - the subscriber, which reconnects and resumes from its last event id, got exactly the events of its
@@ -32,8 +33,8 @@ import pytest
 from emotune_common.streams import EMOTIONS, FACES, RECOMMENDATIONS
 
 from ..conftest import ROOT
-from ..processes import PATIENCE_S
-from .faults import CLAIM_IDLE_MS, INFERENCE, RECOMMENDER, USER, FaultSystem, Subscriber, wait_until
+from ..processes import PATIENCE_S, shard_length
+from .faults import CLAIM_IDLE_MS, INFERENCE, RECOMMENDER, USER, FaultSystem, Subscriber, Tail, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -91,9 +92,9 @@ def subscriber(system) -> Iterator[Subscriber]:
     sub.stop()
 
 
-def begin(system: FaultSystem) -> str:
+def begin(system: FaultSystem) -> Tail:
     """Capture running, a steady flow of events, and two poison entries on their way to the dead letters;
-    returns the last crop's entry id before this run."""
+    returns the last crop of every shard before this run."""
     since_faces, since_events = system.last_id(FACES), system.last_id(EMOTIONS)
     system.start_capture()
     system.wait_new(EMOTIONS, since_events, WARM_UP_EVENTS)
@@ -101,7 +102,7 @@ def begin(system: FaultSystem) -> str:
     return since_faces
 
 
-def finish(system: FaultSystem, subscriber: Subscriber, results: Results, since_faces: str, record: dict) -> None:
+def finish(system: FaultSystem, subscriber: Subscriber, results: Results, since_faces: Tail, record: dict) -> None:
     """Stop capture, drain, check everything, and write the record (before asserting, so it is kept)."""
     system.stop_capture()
     _, took = system.settle()
@@ -142,7 +143,7 @@ def rounded(seconds: float) -> float:
 
 def test_an_inference_worker_killed_mid_batch(system, subscriber, results):
     since = begin(system)
-    kill = system.kill_holding("w1", FACES, INFERENCE, ["w1-0", "w1-1"])  # it dies mid-batch
+    kill = system.kill_holding("w1", FACES, INFERENCE, ["w1"])  # it dies mid-batch (its consumer of every shard)
     killed, held = kill.at, kill.held
     tail = system.last_id(FACES)
 
@@ -198,7 +199,7 @@ def test_the_model_server_down_for_10_s(system, subscriber, results):
         )
         drained = time.monotonic()
         restart_s = starting.result(timeout=240)
-    crops_while_down = len(system.client.xrange(FACES, f"({faces_before}", tail_at_first))
+    crops_while_down = system.entries_after(FACES, faces_before, tail_at_first)
     finish(system, subscriber, results, since, {
         "fault": "model server stopped (SIGTERM), started again on the same port 10 s later or as soon as it loads",
         "what_happened": (
@@ -221,7 +222,7 @@ def test_the_model_server_down_for_10_s(system, subscriber, results):
 def test_redis_restarted_under_load(system, subscriber, results):
     since = begin(system)
     before = {s: system.last_id(s) for s in (FACES, EMOTIONS, RECOMMENDATIONS)}
-    lengths = {s: system.client.xlen(s) for s in (FACES, EMOTIONS, RECOMMENDATIONS)}
+    lengths = {s: shard_length(system.client, s, system.shards) for s in (FACES, EMOTIONS, RECOMMENDATIONS)}
     killed = time.monotonic()
     system.redis.process.kill()  # SIGKILL: a crash; with appendfsync always no acknowledged write is lost
     system.redis.process.wait(10)
@@ -230,7 +231,7 @@ def test_redis_restarted_under_load(system, subscriber, results):
     restarted = time.monotonic()
     system.redis.start()  # the same port and directory: it loads its append-only file
     up = time.monotonic()
-    kept = {s: system.client.xlen(s) >= lengths[s] and bool(system.client.xrange(s, before[s], before[s]))
+    kept = {s: shard_length(system.client, s, system.shards) >= lengths[s] and system.holds(before[s])
             for s in lengths}  # fmt: skip
     tail_at_up = system.last_id(FACES)
     first_crop = system.wait_new(FACES, tail_at_up, 1, within=120)
@@ -329,7 +330,7 @@ def test_the_gateway_killed_while_a_subscriber_is_connected(system, subscriber, 
     wall = time.time() - time.monotonic()  # entry ids are Redis's wall clock, in milliseconds
     window = (int((killed + wall) * 1000), int((reconnected + wall) * 1000))
     emotions, recommendations = system.ledger().user_entries(USER)
-    while_away = [i for i in emotions + recommendations if window[0] <= int(i.split("-")[0]) <= window[1]]
+    while_away = [i for _, i in emotions + recommendations if window[0] <= int(i.split("-")[0]) <= window[1]]
     finish(system, subscriber, results, since, {
         "fault": "gateway killed (SIGKILL) and restarted while a WebSocket subscriber is connected",
         "what_happened": (
