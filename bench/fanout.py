@@ -1,7 +1,8 @@
 """Subscription fan-out: WebSocket subscribers on one gateway process, fed 100 emotion events/s.
 
 - Fan-out: 200 subscribers, 10 on each of 20 users, on ``/v1/users/{uid}/events/ws?types=emotion``;
-  a publisher writes 100 EmotionEvent entries/s to emotune:emotions, round-robin over the users, so
+  a publisher writes 100 EmotionEvent entries/s to emotune:emotions (each to its session's shard, as
+  inference does: the hub reads every shard), round-robin over the users, so
   each subscriber receives 5 events/s and the gateway sends 1,000 WebSocket messages/s.
 - Baseline, same gateway process, same publisher, just before: 1 subscriber whose user gets all
   100 events/s (100 deliveries/s). The hub reads, decodes and renders the same 100 entries/s in
@@ -78,9 +79,13 @@ def publish(url: str, start_at: float, rate: float, seconds: float, users: list[
     from emotune.v1 import messages_pb2
     from emotune_common.codec import encode
     from emotune_common.ids import make_header
+    from emotune_common.shards import session_stream
     from emotune_common.streams import EMOTIONS
+    from tests.processes import stream_shards
 
     client = redis.Redis.from_url(url)
+    shards = stream_shards()  # the gateway's: it gets this environment
+    streams = {uid: session_stream(EMOTIONS, f"fanout-{uid}", shards) for uid in users}  # a user's one session
     total, late = round(rate * seconds), 0.0
     probabilities = [0.05, 0.01, 0.04, 0.7, 0.05, 0.1, 0.05]
     while time.time() < start_at:
@@ -96,7 +101,7 @@ def publish(url: str, start_at: float, rate: float, seconds: float, users: list[
             label=messages_pb2.HAPPY, confidence=0.7, model_name="bench", model_version=1,
             box=messages_pb2.BoundingBox(x=10, y=20, width=64, height=64), frame_number=i,
         )  # fmt: skip
-        client.xadd(EMOTIONS, encode(event), maxlen=100_000, approximate=True)
+        client.xadd(streams[uid], encode(event), maxlen=100_000, approximate=True)
     return {"published": total, "seconds": round(time.time() - start_at, 2), "max_late_ms": round(late * 1000, 2)}
 
 

@@ -12,10 +12,11 @@ After a warm-up (10 s), over the measured window (60 s):
 - held frame rate: frames processed per stream per second against the 10 asked, from capture's
   per-source counters (read, over the cap, dropped because detection was busy, processed);
 - consumer lag of ``inference`` on emotune:faces and ``recommender`` on emotune:emotions, sampled
-  every second (XINFO GROUPS: lag = not yet delivered, pending = delivered, not acknowledged);
+  every second and summed over the streams' shards (XINFO GROUPS of each: lag = not yet delivered,
+  pending = delivered, not acknowledged);
 - end-to-end latency, capture to emotion event (the event's created_at_us minus the frame's
   captured_at_us) and capture to subscriber (receipt at the WebSocket client), p50/p99;
-- drops: crops evicted from emotune:faces unread (``emotune:stats:emotune:faces`` dropped), frames
+- drops: crops evicted from emotune:faces unread (``emotune:stats:emotune:{sN}:faces`` dropped, every shard), frames
   capture dropped, crops that never got an event, events a subscriber never received;
 - resident memory (VmRSS) of every process at the start and the end of the window, checked against a
   bound: growth at most 30 MB or 10% of the start, whichever is larger.
@@ -53,7 +54,18 @@ from bench.metrics import cpu_s, machine_cpu_s, metric, metric_samples, rss_mb
 from bench.pipeline import QUIET, SOURCES_ONLY, VIDEO
 from bench.sizes import SMOKE, size
 from bench.videos import shifted_copy
-from tests.processes import ROOT, System, free_port, python_module, start_model_server, wait_until
+from emotune_common.shards import shard_streams
+from emotune_common.streams import EMOTIONS, FACES, dead_letter_stream, stats_key
+from tests.processes import (
+    ROOT,
+    System,
+    free_port,
+    group_totals,
+    python_module,
+    start_model_server,
+    stream_shards,
+    wait_until,
+)
 
 STREAMS = size("BENCH_LOAD_STREAMS", 8, 2)
 FPS = 10.0
@@ -69,7 +81,7 @@ QUIET_LOAD = 1.5  # the final figures wait for a 1-minute load average at most t
 QUIET_OTHERS_PCT = 20.0  # ... and other jobs taking at most this much of a core during the window
 QUIET_WAIT_S = size("BENCH_LOAD_QUIET_WAIT_S", 900.0, 0.0)
 RELIABILITY_JSON = ROOT / "reliability" / "results" / "load.json"
-GROUPS = {"inference": "emotune:faces", "recommender": "emotune:emotions"}
+GROUPS = {"inference": FACES, "recommender": EMOTIONS}  # each over all of its shards
 LATENCIES = {
     "capture_to_event": "capture to emotion event",
     "capture_to_subscriber": "capture to WebSocket subscriber",
@@ -88,31 +100,34 @@ COUNTERS = {  # capture's per-source counters
 
 @dataclass
 class Tail:
-    """Every crop and emotion event written, read as they come: emotune:faces is trimmed to its bound
-    (2,000 by default) during a long run, so reading it at the end would miss the early crops."""
+    """Every crop and emotion event written, read as they come, every shard: emotune:faces is trimmed to its
+    bound (each shard to 2,000 by default) during a long run, so reading it at the end could miss early crops."""
 
     crops: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # crop id -> (session, captured, created)
     events: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # event id -> (crop id, captured, created)
     entries_by_user: Counter = field(default_factory=Counter)  # emotion entries (duplicates too) by user
     entries: int = 0
-    _after: dict[str, str] = field(default_factory=lambda: {"emotune:faces": "0-0", "emotune:emotions": "0-0"})
+    _after: dict[str, str] = field(default_factory=dict)  # a shard's stream -> the last entry read of it
 
     def read(self, client: redis.Redis) -> None:
         from emotune.v1 import messages_pb2
         from emotune_common.codec import decode
 
-        for stream, kind in (("emotune:faces", messages_pb2.FaceCrop), ("emotune:emotions", messages_pb2.EmotionEvent)):
-            while chunk := client.xrange(stream, min="(" + self._after[stream], count=1000):
-                self._after[stream] = chunk[-1][0].decode()
-                for _, fields in chunk:
-                    m = decode(fields, kind)
-                    h = m.header
-                    if stream == "emotune:faces":
-                        self.crops[h.id] = (h.session_id, h.captured_at_us, h.created_at_us)
-                    else:
-                        self.events.setdefault(h.id, (m.crop_id, h.captured_at_us, h.created_at_us))
-                        self.entries_by_user[h.user_id] += 1
-                        self.entries += 1
+        for stream, kind in ((FACES, messages_pb2.FaceCrop), (EMOTIONS, messages_pb2.EmotionEvent)):
+            for name in shard_streams(stream, stream_shards()):
+                while chunk := client.xrange(name, min="(" + self._after.get(name, "0-0"), count=1000):
+                    self._after[name] = chunk[-1][0].decode()
+                    self._add(stream, [decode(fields, kind) for _, fields in chunk])
+
+    def _add(self, stream: str, messages: list) -> None:
+        for m in messages:
+            h = m.header
+            if stream == FACES:
+                self.crops[h.id] = (h.session_id, h.captured_at_us, h.created_at_us)
+            else:
+                self.events.setdefault(h.id, (m.crop_id, h.captured_at_us, h.created_at_us))
+                self.entries_by_user[h.user_id] += 1
+                self.entries += 1
 
     def unanswered(self) -> int:
         """Crops without an event yet."""
@@ -120,17 +135,14 @@ class Tail:
 
 
 def _groups(client: redis.Redis) -> dict[str, dict]:
-    """lag (entries not yet delivered to the group) and pending (delivered, not acknowledged) per group."""
+    """lag (entries not yet delivered to the group) and pending (delivered, not acknowledged) per group, each
+    summed over every shard of its stream; lag is None when Redis cannot tell it for some shard (after a trim),
+    and the backlog then counts the shards it can tell."""
     out = {}
     for group, stream in GROUPS.items():
-        info = {}
-        if client.exists(stream):
-            for g in client.xinfo_groups(stream):
-                name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-                if name == group:
-                    info = g
-        lag, pending = info.get("lag"), int(info.get("pending", 0))
-        out[group] = {"lag": lag, "pending": pending, "backlog": (lag or 0) + pending}
+        totals = group_totals(client, stream, group) or {"lag": 0, "pending": 0, "unknown_lag": 0}
+        lag = None if totals["unknown_lag"] else totals["lag"]
+        out[group] = {"lag": lag, "pending": totals["pending"], "backlog": totals["lag"] + totals["pending"]}
     return out
 
 
@@ -145,10 +157,12 @@ def _per_source(capture_ports: list[int]) -> dict[str, dict[str, float]]:
 
 
 def _snapshot(client: redis.Redis, capture_ports: list[int], pids: dict[str, int]) -> dict:
-    stats = {k.decode(): int(v) for k, v in client.hgetall("emotune:stats:emotune:faces").items()}
+    stats: Counter = Counter()  # every shard's counters of emotune:faces, summed
+    for name in shard_streams(FACES, stream_shards()):
+        stats.update({k.decode(): int(v) for k, v in client.hgetall(stats_key(name)).items()})
     return {"t": time.monotonic(), "wall_us": time.time_ns() // 1000, "sources": _per_source(capture_ports),
             "rss": {n: rss_mb(p) for n, p in pids.items()}, "cpu": {n: cpu_s(p) for n, p in pids.items()},
-            "bench_cpu": time.process_time(), "machine": machine_cpu_s(), "faces_stats": stats,
+            "bench_cpu": time.process_time(), "machine": machine_cpu_s(), "faces_stats": dict(stats),
             "loadavg": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
@@ -190,13 +204,14 @@ async def _measure(system: System, seconds: float, warmup_s: float, streams: int
         system.start_gateway()
         for i in range(workers):
             system.start_worker(f"inference-w{i}", EMOTUNE_CONSUMER_NAME=f"w{i}")
-        wait_until(lambda: client.exists("emotune:faces") and client.xinfo_groups("emotune:faces"), 60,
-                   "the inference group")  # fmt: skip
+        shards = stream_shards()  # the services get this environment
+        wait_until(lambda: (group_totals(client, FACES, "inference") or {}).get("shards") == shards, 60,
+                   "the inference group on every shard")  # fmt: skip
         system.wait_recommender(120)
         wait_until(lambda: system.check() or metric(system.gateway_port, "emotune_gateway_subscribers") is not None,
                    60, "the gateway answering")  # fmt: skip
-        wait_until(lambda: client.exists("emotune:emotions") and client.xinfo_groups("emotune:emotions"), 60,
-                   "the recommender's group")  # fmt: skip
+        wait_until(lambda: (group_totals(client, EMOTIONS, "recommender") or {}).get("shards") == shards, 60,
+                   "the recommender's group on every shard")  # fmt: skip
 
         keys = await accounts(url, users)
         base = f"ws://127.0.0.1:{system.gateway_port}/v1/users"
@@ -251,7 +266,8 @@ async def _measure(system: System, seconds: float, warmup_s: float, streams: int
         except TimeoutError:
             drain_s = None
         after_drain = _groups(client)
-        dead_letters = {s: client.xlen(f"emotune:dlq:{s}") for s in GROUPS.values()}
+        dead_letters = {s: sum(client.xlen(dead_letter_stream(name)) for name in shard_streams(s, shards))
+                        for s in GROUPS.values()}  # fmt: skip
         await asyncio.gather(*(s.close() for s in subs))
     except Exception as e:
         raise RuntimeError(f"{e!r}; the services' logs end:\n{system.logs(1500)}") from e
@@ -290,6 +306,7 @@ def _figures(r: dict) -> dict:
         values = [s[group] for s in r["series"]]
         lag[group] = {
             "stream": GROUPS[group],
+            "shards": stream_shards(),  # every figure summed over them
             "max_lag": max((v["lag"] or 0 for v in values), default=0),
             "max_pending": max((v["pending"] for v in values), default=0),
             "max_backlog": max((v["backlog"] for v in values), default=0),
@@ -447,8 +464,8 @@ def _scaling(r: dict) -> str:
 def markdown(r: dict) -> str:
     fr, lat, drops, cpu = r["frame_rate"], r["latency"], r["drops"], r["cpu"]
     streams = " ".join(f"{s['processed_fps']:.1f}" for s in r["per_stream"])
-    lag_rows = [f"| `{g}` on {v['stream']} | {v['max_lag']} | {v['max_pending']} | {v['max_backlog']} | "
-                f"{v['mean_backlog']} | {v['end_backlog']} | {v['after_drain']['backlog']} |"
+    lag_rows = [f"| `{g}` on {v['stream']} ({v.get('shards', 1)} shards) | {v['max_lag']} | {v['max_pending']} | "
+                f"{v['max_backlog']} | {v['mean_backlog']} | {v['end_backlog']} | {v['after_drain']['backlog']} |"
                 for g, v in r["lag"].items()]  # fmt: skip
     mem_rows = [f"| {n} | {m['start_mb']} | {m['end_mb']} | {m['growth_mb']:+} | {m['allowed_mb']} | "
                 f"{m['slope_mb_per_min']:+} | {cpu['by_process_pct'].get(n, '')} | {'ok' if m['ok'] else 'OVER'} |"
@@ -479,7 +496,8 @@ def markdown(r: dict) -> str:
         *(f"| {LATENCIES[name]} | {v['p50_ms']} ms | {v['p99_ms']} ms | {v['max_ms']} ms | {v['n']} |"
           for name, v in lat.items()),
         "",
-        "| consumer group | max lag | max pending | max backlog | mean backlog | backlog at the end | after drain |",
+        "| consumer group (summed over its shards) "
+        "| max lag | max pending | max backlog | mean backlog | backlog at the end | after drain |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *lag_rows,
         "",

@@ -2,7 +2,7 @@
 
 - Throughput: every frame of the video through detection and the model, as fast as they go, with
   1, 2 and 4 inference workers: frames/s and faces/s from the first capture to the last event, and
-  end-to-end latency per face (capture timestamp to the event's entry in emotune:emotions).
+  end-to-end latency per face (capture timestamp to the event's entry in emotune:emotions, any shard).
 - Live load: 4 concurrent streams of the video at 10 fps each in real time (newest-frame mode, as
   a camera runs) with 2 workers: latency p50/p99, frames held per stream, frames dropped.
 - Baseline: the same frames through the `fer` package (FER(mtcnn=False).detect_emotions) in its
@@ -28,14 +28,19 @@ from bench.metrics import metric
 from bench.sizes import SMOKE
 from bench.videos import shifted_copy
 from emotune_common.settings import default_data_dir
+from emotune_common.streams import EMOTIONS, FACES
 from tests.processes import (
     RedisServer,
     Service,
     free_port,
+    group_totals,
     python_module,
+    shard_entries,
+    shard_length,
     spawn,
     start_model_server,
     stop,
+    stream_shards,
     wait_until,
 )
 
@@ -51,23 +56,30 @@ QUIET = {"EMOTUNE_LOG_LEVEL": "WARNING"}
 
 
 def start_workers(client: redis.Redis, env: dict, count: int) -> list[Service]:
-    """Start ``count`` inference workers (consumers w0, w1, ...) and wait until their consumer group exists."""
+    """Start ``count`` inference workers (consumers w0, w1, ...) and wait until their consumer group exists on
+    every shard of emotune:faces."""
     pool = [spawn(f"inference-w{i}", python_module("emotune_inference"), {**env, "EMOTUNE_CONSUMER_NAME": f"w{i}"})
             for i in range(count)]  # fmt: skip
-    wait_until(
-        lambda: client.exists("emotune:faces") and client.xinfo_groups("emotune:faces"), 60, "the inference group"
-    )
+    shards = stream_shards()  # the workers get this environment
+    wait_until(lambda: (group_totals(client, FACES, "inference") or {}).get("shards") == shards, 60,
+               "the inference group on every shard")  # fmt: skip
     return pool
 
 
+def all_scored(client: redis.Redis, faces: int) -> bool:
+    """Whether emotune:emotions holds ``faces`` events or more and nothing is pending, over every shard."""
+    return shard_length(client, EMOTIONS) >= faces and group_totals(client, FACES, "inference")["pending"] == 0
+
+
 def _latencies_ms(client: redis.Redis) -> tuple[list[float], float, float]:
-    """Per event: entry time minus capture time; and the first capture and last event times (s)."""
+    """Per event (every shard's): entry time minus capture time; and the first capture and last event times (s).
+    On one Redis every shard's entry ids are its clock."""
     from emotune.v1 import messages_pb2
     from emotune_common.codec import decode
 
     latencies, first, last = [], float("inf"), 0.0
     seen = set()
-    for entry_id, fields in client.xrange("emotune:emotions"):
+    for _, entry_id, fields in shard_entries(client, EMOTIONS):
         event = decode(fields, messages_pb2.EmotionEvent)
         if event.header.id in seen:
             continue
@@ -93,9 +105,8 @@ def _throughput(url: str, model: str, workers: int) -> dict:
                      "EMOTUNE_CAPTURE_SOURCES": f"video:{VIDEO}?every_frame=1&realtime=0"})  # fmt: skip
     try:
         capture.process.wait(300)
-        faces = client.xlen("emotune:faces")
-        wait_until(lambda: client.xlen("emotune:emotions") >= faces and
-                   client.xpending("emotune:faces", "inference")["pending"] == 0, 120, "every face scored")  # fmt: skip
+        faces = shard_length(client, FACES)
+        wait_until(lambda: all_scored(client, faces), 120, "every face scored")
     finally:
         stop(capture, *pool)
     latencies, first, last = _latencies_ms(client)
@@ -122,8 +133,8 @@ def _live(url: str, model: str, workdir: Path, streams: int = 4, fps: float = 10
         started = time.monotonic()
         capture.process.wait(120)
         duration = time.monotonic() - started
-        faces = client.xlen("emotune:faces")
-        wait_until(lambda: client.xlen("emotune:emotions") >= faces, 60, "every face scored")
+        faces = shard_length(client, FACES)
+        wait_until(lambda: shard_length(client, EMOTIONS) >= faces, 60, "every face scored")
     except BaseException:
         stop(capture)
         raise
@@ -134,7 +145,7 @@ def _live(url: str, model: str, workdir: Path, streams: int = 4, fps: float = 10
     from emotune.v1 import messages_pb2
     from emotune_common.codec import decode
 
-    for _, fields in client.xrange("emotune:faces"):
+    for _, _, fields in shard_entries(client, FACES):
         crop = decode(fields, messages_pb2.FaceCrop)
         frames.setdefault(crop.header.session_id, set()).add(crop.frame_number)
     video_seconds = 275 / 29.97
