@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import shutil
 import subprocess
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from emotune_common.shards import shard_stream, shard_streams
+from emotune_common.streams import FRAMES
 
 from ..conftest import ROOT
 
@@ -92,7 +97,14 @@ def test_raw_frames_go_through_a_redis_that_keeps_nothing_on_disk():
     assert frames["tmpfs"] == ["/data"] and not any(":/data" in v for v in frames["volumes"])
     assert "ports" not in frames  # only the gateway and capture reach it
     main = (ROOT / "deploy" / "redis" / "users.acl.template").read_text()
-    assert "~emotune:frames" not in main  # no service may write a frame to the Redis that persists
+    # no service may write a frame to the Redis that persists: none of its key patterns takes a shard of the
+    # frames stream (emotune:{sN}:frames), nor the name from before the shards
+    services_acl = re.sub(r"\\\n", " ", main).splitlines()
+    patterns = [p for line in services_acl if line.startswith("user ") and not line.startswith("user default ")
+                for p in re.findall(r"~(\S+)", line)]  # fmt: skip
+    assert patterns, "no key pattern found in users.acl.template"
+    frame_keys = ["emotune:frames", *shard_streams(FRAMES, 16), shard_stream(FRAMES, 1023)]
+    assert not [(p, f) for p in patterns for f in frame_keys if fnmatch.fnmatchcase(f, p)]
     for name in ("capture", "gateway"):
         assert services[name]["depends_on"]["redis-frames"]["condition"] == "service_healthy"
 
