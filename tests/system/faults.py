@@ -188,11 +188,12 @@ class FaultSystem(System):
             self.wait_http("gateway", "/readyz", 90)
         return service
 
-    def start_capture(self, **env: str) -> Service:
-        """Capture on the looping video at 10 frames a second: a steady flow of crops until stopped."""
+    def start_capture(self, sessions: tuple[str, ...] = (SESSION,), **env: str) -> Service:
+        """Capture on the looping video at 10 frames a second, a source a session: a steady flow of crops until
+        stopped."""
+        sources = " ".join(f"video:{VIDEO}?fps=10&loop=1&session={session}&user={USER}" for session in sessions)
         service = super().start_capture(
-            EMOTUNE_CAPTURE_SOURCES=f"video:{VIDEO}?fps=10&loop=1&session={SESSION}&user={USER}",
-            EMOTUNE_CAPTURE_SESSIONS="false", EMOTUNE_CAPTURE_UPLOADS="false", **env,
+            EMOTUNE_CAPTURE_SOURCES=sources, EMOTUNE_CAPTURE_SESSIONS="false", EMOTUNE_CAPTURE_UPLOADS="false", **env,
         )  # fmt: skip
         self.wait_http("capture", "/readyz", 90)
         return service
