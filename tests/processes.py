@@ -35,10 +35,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import grpc
 import redis
+from redis.cluster import ClusterNode
 
+from emotune_common.redis_client import is_cluster_url
 from emotune_common.settings import StreamSettings
 from emotune_common.shards import shard_streams
 
@@ -80,6 +83,16 @@ def wait_until(predicate: Callable[[], T], within: float, what: str, every: floa
 
 
 # -- the streams over their shards -------------------------------------------------------------------
+
+
+def sync_client(url: str) -> redis.Redis | redis.RedisCluster:
+    """A synchronous client of ``url``: one Redis, or a Redis Cluster (``redis+cluster://host:port,...``, as
+    emotune_common.redis_client reads it), for the tests' and benchmarks' own reads."""
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url)
+    hosts = urlsplit(url).netloc.rpartition("@")[2].split(",")
+    return redis.RedisCluster(startup_nodes=[ClusterNode(host, int(port)) for host, _, port in
+                                             (h.rpartition(":") for h in hosts)])  # fmt: skip
 
 
 def stream_shards() -> int:
