@@ -42,7 +42,12 @@ class ClusterSystem(FaultSystem):
         return {**super().env(**extra), "REDIS_URL": self.cluster.url}
 
     def start_redis(self) -> None:
+        """The session's cluster, emptied: the ledger reads every entry of the streams, and tests before this
+        one may have left some under the same names."""
         self.cluster.wait_ok()  # a test before may have restarted a node
+        for node in self.cluster.masters_now():
+            with self.cluster.client(node) as client:
+                client.flushall()
         self.frames.start()
 
 

@@ -249,7 +249,10 @@ def test_each_service_killed_in_turn_comes_back_and_every_crop_gets_exactly_one_
                                       {"source": "video:short_hamilton_clip.mp4?loop=1&fps=10"})  # fmt: skip
         assert created == 201, run.output()[-4000:]
         system.wait_new(EMOTIONS, "0-0", 20, within=PATIENCE_S)
-        ops = {name: int(environ(run.pid(name))["EMOTUNE_METRICS_PORT"]) for name in ORDER if "inference" in name}
+        # a worker may still be starting, or being restarted by the supervisor (its output says why)
+        pids = {name: wait_until(lambda n=name: run.pid(n), PATIENCE_S, f"{name} running", detail=run.output)
+                for name in ORDER if "inference" in name}  # fmt: skip
+        ops = {name: int(environ(pid)["EMOTUNE_METRICS_PORT"]) for name, pid in pids.items()}
         assert len(set(ops.values())) == 2, ops
 
         def back(name: str) -> None:
