@@ -189,17 +189,9 @@ async def test_each_service_runs_its_streams_as_its_own_user(acl_redis, frames_r
     source.admin().xadd(stream, {"type": "emotune.v1.FaceCrop", "pb": b"\x08"})  # a poison entry
     consumer = StreamConsumer(reader_redis, stream, reader, handler, settings=settings, expire_every_s=3600,
                               message_type=type(messages[0]))  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
     dlq = dead_letter_stream(stream)
     admin, output_admin = connect(source.url("default")), connect(acl_redis.url("default"))
-    try:
-        await wait_for(lambda: _at_least(admin, dlq, 1), PATIENCE_S, "the poison entry dead-lettered")
-        await wait_for(lambda: _no_pending(admin, stream, reader), PATIENCE_S, "every entry handled")
-        assert not task.done()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, PATIENCE_S)
+    await _run_until_handled(consumer, admin, stream, reader)
     assert await output_admin.xlen(output) >= 1
     await asyncio.sleep(1.1)
     lengths = [await admin.xlen(stream), await admin.xlen(dlq), await output_admin.xlen(output)]
@@ -207,6 +199,20 @@ async def test_each_service_runs_its_streams_as_its_own_user(acl_redis, frames_r
     assert [await admin.xlen(stream), await admin.xlen(dlq), await output_admin.xlen(output)] == [0, 0, 0]
     for client in {writer_redis, reader_redis, output_redis, admin, output_admin}:
         await client.aclose()
+
+
+async def _run_until_handled(consumer: StreamConsumer, admin, stream: str, reader: str) -> None:
+    """Run ``consumer`` until its poison entry is dead-lettered and nothing of ``stream`` is pending, then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await wait_for(lambda: _at_least(admin, dead_letter_stream(stream), 1), PATIENCE_S,
+                       "the poison entry dead-lettered")  # fmt: skip
+        await wait_for(lambda: _no_pending(admin, stream, reader), PATIENCE_S, "every entry handled")
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, PATIENCE_S)
 
 
 async def _at_least(redis_client, stream: str, n: int) -> bool:
@@ -541,16 +547,8 @@ async def test_each_service_runs_its_streams_as_its_own_user_on_the_cluster(acl_
     await admin.xadd(stream, {"type": "emotune.v1.FaceCrop", "pb": b"\x08"})  # a poison entry
     consumer = StreamConsumer(reader_redis, stream, reader, handler, settings=settings, expire_every_s=3600,
                               message_type=messages_pb2.FaceCrop)  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
     dlq = dead_letter_stream(stream)
-    try:
-        await wait_for(lambda: _at_least(admin, dlq, 1), PATIENCE_S, "the poison entry dead-lettered")
-        await wait_for(lambda: _no_pending(admin, stream, reader), PATIENCE_S, "every entry handled")
-        assert not task.done()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, PATIENCE_S)
+    await _run_until_handled(consumer, admin, stream, reader)
     assert await admin.xlen(output) >= 1
     await asyncio.sleep(1.1)
     lengths = [await admin.xlen(stream), await admin.xlen(dlq), await admin.xlen(output)]
