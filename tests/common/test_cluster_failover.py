@@ -27,14 +27,13 @@ import pytest
 from emotune.v1 import messages_pb2
 from emotune_common import metrics
 from emotune_common.codec import decode
-from emotune_common.ids import make_header
 from emotune_common.producer import StreamProducer
 from emotune_common.redis_client import connect
 from emotune_common.shards import shard_key
 
 from ..cluster import RedisCluster
 from ..processes import PATIENCE_S, ROOT
-from .helpers import wait_for
+from .helpers import crops, wait_for
 
 RESULTS = ROOT / "reliability" / "results" / "failover.json"
 BATCH = 20
@@ -42,12 +41,6 @@ BEFORE_KILL = 1_500  # messages published before the kill
 AFTER_KILL = 300  # and after the failover, on the new master
 LAG_S = 0.5  # how long the replica is stopped in the lagging case
 WAIT_MS = 500  # how long a publish waits for its replica
-
-
-def batch() -> list[messages_pb2.FaceCrop]:
-    session = uuid.uuid4().hex
-    return [messages_pb2.FaceCrop(header=make_header(session, "user-1"), pixels=bytes([i]) * 2304, width=48,
-                                  height=48, frame_number=i) for i in range(BATCH)]  # fmt: skip
 
 
 async def through_a_failover(redis_cluster: RedisCluster, wait_replicas: int, case: str) -> dict:
@@ -62,7 +55,7 @@ async def through_a_failover(redis_cluster: RedisCluster, wait_replicas: int, ca
 
     async def publish() -> None:
         while not stop.is_set():
-            messages = batch()
+            messages = crops(BATCH)
             if await producer.publish_retrying(messages, stop):
                 promised.update(m.header.id for m in messages)
 
