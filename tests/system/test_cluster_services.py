@@ -32,6 +32,7 @@ from emotune_common.shards import session_stream, shard_of, shard_streams
 from emotune_common.streams import EMOTIONS, FACES, FEEDBACK, RECOMMENDATIONS, dead_letter_stream
 from emotune_gateway.hub import Cursor, Hub, Subscription
 from emotune_gateway.privacy import delete_user_data
+from emotune_inference.batcher import PredictionBatcher
 from emotune_inference.worker import inference_handler
 from emotune_recommender.events import SessionMoods, emotions_handler
 from emotune_recommender.smoothing import Smoothing
@@ -112,9 +113,10 @@ async def test_every_crop_of_every_shard_gets_one_event_and_each_session_its_moo
     emotions = ShardedProducer(cluster, EMOTIONS, SHARDS, 10_000)
     out = ShardedProducer(cluster, RECOMMENDATIONS, SHARDS, 10_000)
     moods = SessionMoods(Smoothing(time_constant_s=2.0, margin=0.1, hold=1), cluster, ttl_s=60, history=10)
-    stop, model = asyncio.Event(), HappyModel()
+    stop = asyncio.Event()
+    batcher = PredictionBatcher(HappyModel(), stop)
     consumers = [
-        *shard_consumers(cluster, FACES, "inference", lambda s: inference_handler(model, emotions.shard(s), stop),
+        *shard_consumers(cluster, FACES, "inference", lambda s: inference_handler(batcher, emotions.shard(s)),
                          FAST, message_type=messages_pb2.FaceCrop),
         *shard_consumers(cluster, EMOTIONS, "recommender", lambda s: emotions_handler(None, moods, out.shard(s)),
                          FAST, message_type=messages_pb2.EmotionEvent),

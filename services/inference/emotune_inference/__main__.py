@@ -12,6 +12,7 @@ from emotune_common.lifecycle import run_service, serve_ops
 from emotune_common.redis_client import connect
 from emotune_common.sharded import ShardedProducer, shard_consumers
 from emotune_common.streams import EMOTIONS, FACES
+from emotune_inference.batcher import PredictionBatcher
 from emotune_inference.model_client import CircuitBreaker, ModelClient
 from emotune_inference.settings import InferenceSettings
 from emotune_inference.worker import inference_handler
@@ -24,12 +25,12 @@ async def serve(settings: InferenceSettings, stop: asyncio.Event) -> None:
     client = ModelClient(settings.model_server, settings.model_name, settings.model_deadline_ms / 1000,
                          CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s))  # fmt: skip
     emotions = ShardedProducer(redis, EMOTIONS, settings.stream.shards, settings.emotions_maxlen)
-    # The shards' consumers read at once (while one waits for the model, the others read their batches);
-    # at most inference_concurrency of their batches are at the model server at a time.
-    in_flight = asyncio.Semaphore(settings.inference_concurrency)
+    # The shards' consumers read at once, and their crops share the worker's model calls: at most
+    # inference_concurrency at a time, each carrying every crop waiting when it goes out.
+    batcher = PredictionBatcher(client, stop, settings.inference_concurrency, settings.inference_batch_size)
     stream_settings = settings.stream.model_copy(update={"batch_size": settings.inference_batch_size})
     consumers = shard_consumers(
-        redis, FACES, GROUP, lambda shard: inference_handler(client, emotions.shard(shard), stop, in_flight),
+        redis, FACES, GROUP, lambda shard: inference_handler(batcher, emotions.shard(shard)),
         stream_settings, consumer=settings.consumer_name or default_consumer_name(),
         message_type=messages_pb2.FaceCrop,
     )  # fmt: skip

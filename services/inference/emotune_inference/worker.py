@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Sequence
@@ -15,7 +14,8 @@ from emotune_common.ids import derived_header
 from emotune_common.labels import CROP_SIZE, EMOTIONS
 from emotune_common.producer import StreamProducer
 from emotune_inference import metrics
-from emotune_inference.model_client import ModelClient, ModelRejected, Stopped
+from emotune_inference.batcher import PredictionBatcher
+from emotune_inference.model_client import ModelRejected, Stopped
 
 
 def event_id(crop_id: str) -> str:
@@ -46,14 +46,11 @@ def emotion_event(crop: messages_pb2.FaceCrop, probabilities: np.ndarray, model:
     )
 
 
-def inference_handler(
-    client: ModelClient, emotions: StreamProducer, stop: asyncio.Event, in_flight: asyncio.Semaphore | None = None
-):
+def inference_handler(batcher: PredictionBatcher, emotions: StreamProducer):
     """The handler of one shard of emotune:faces; its events go to ``emotions``, the same shard of emotune:emotions.
 
-    ``in_flight``, shared by the handlers of every shard, bounds the batches at the model server at once.
+    ``batcher`` is the worker's, shared by the handlers of every shard: their crops go to the model together.
     """
-    in_flight = in_flight or asyncio.Semaphore(1)
 
     async def handle(batch: Sequence[Delivery]) -> Outcome:
         outcome = Outcome()
@@ -69,8 +66,7 @@ def inference_handler(
         if not good:
             return outcome
         try:
-            async with in_flight:
-                prediction = await client.predict(np.stack(pixels), stop)
+            prediction = await batcher.predict(np.stack(pixels))
         except Stopped as e:
             outcome.failed.update({d.entry_id: str(e) for d in good})
             return outcome
@@ -80,7 +76,7 @@ def inference_handler(
         metrics.BATCH_SIZE.observe(len(good))
         now = time.time()
         for delivery, probabilities in zip(good, prediction.probabilities, strict=True):
-            event = emotion_event(delivery.message, probabilities, client.model, prediction.model_version)
+            event = emotion_event(delivery.message, probabilities, batcher.model, prediction.model_version)
             outcome.publish.append((emotions, event))
             metrics.EVENTS.labels(EMOTIONS[event.label - 1]).inc()
             metrics.END_TO_END_SECONDS.observe(max(0.0, now - delivery.message.header.captured_at_us / 1e6))
