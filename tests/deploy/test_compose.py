@@ -14,6 +14,7 @@ import yaml
 
 from emotune_common.shards import shard_stream, shard_streams
 from emotune_common.streams import FRAMES
+from emotune_modelserver.settings import ModelServerSettings
 
 from ..conftest import ROOT
 
@@ -163,6 +164,8 @@ def test_tensorflow_serving_reads_the_committed_model_config():
     for flag in ("model_config_file", "batching_parameters_file"):
         assert (ROOT / "models" / flags[flag].removeprefix("/models/")).exists()
     assert flags["enable_batching"] == "true"
+    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):  # as the embedded server
+        assert flags[flag] == str(ModelServerSettings.model_fields[flag].default), flag
     assert service["image"].split(":")[1].startswith("2.21"), "TF Serving must match the project's TensorFlow"
 
 

@@ -21,7 +21,20 @@ from emotune_modelserver.settings import ModelServerSettings
 log = get_logger("emotune.modelserver")
 
 
+def set_threads(settings: ModelServerSettings) -> None:
+    """TensorFlow's thread pools; they are made on its first op, so a server started after that (in a test's
+    process) keeps the ones it has."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(settings.tensorflow_intra_op_parallelism)
+        tf.config.threading.set_inter_op_parallelism_threads(settings.tensorflow_inter_op_parallelism)
+    except RuntimeError as e:
+        log.warning("tensorflow_threads_already_set", error=str(e))
+
+
 async def serve(settings: ModelServerSettings, stop: asyncio.Event) -> None:
+    set_threads(settings)
     models = load_model_config(settings.model_config_file)
     batching = load_batching_config(settings.batching_parameters_file) if settings.enable_batching else None
     registry = ModelRegistry(models, batching, settings.poll_seconds, settings.model_config_file)
