@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
 
+from emotune.v1 import messages_pb2
 from emotune_capture import sources as capture_sources
 from emotune_capture.__main__ import tracker as capture_tracker
 from emotune_capture.detector import DetectorOptions, FaceDetector, equalize
@@ -17,8 +19,11 @@ from emotune_capture.recall import boxes, measure, video_frames
 from emotune_capture.settings import CaptureSettings
 from emotune_capture.sources import Pacer, open_frames
 from emotune_capture.tracker import FaceTracker
+from emotune_common.codec import decode
+from emotune_common.producer import StreamProducer
 from emotune_common.sources import SourceError, parse_source
 
+from ..common.helpers import wait_for
 from ..conftest import DATA_DIR
 from ..processes import PATIENCE_S
 
@@ -169,6 +174,68 @@ def test_the_default_configuration_finds_95_percent_of_the_faces_a_full_pass_on_
     assert result.recall >= 0.95, result
     assert result.full_passes < len(frames) / 2  # and it does skip most full passes
     assert all(f.pixels.shape == (48, 48) for f in tracker.detect(frames[-1]))
+
+
+def test_followed_faces_come_before_the_frames_full_pass_and_the_two_parts_add_up_to_detect():
+    frames = video_frames(VIDEO)[:150]
+    whole, parts = FaceTracker(FaceDetector()), FaceTracker(FaceDetector())
+    split = 0
+    for frame in frames:
+        expected = {(f.x, f.y, f.width, f.height) for f in whole.detect(frame)}
+        passes = parts.full_passes
+        first, full_pass = parts.detect_in_two(frame)
+        if full_pass is not None:
+            split += bool(first)  # faces given before the pass (a face held back waits for it)
+            assert parts.full_passes == passes  # the pass has not run yet
+            added = full_pass()
+            assert parts.full_passes == passes + 1
+        else:
+            added = []
+        got = [(f.x, f.y, f.width, f.height) for f in first + added]
+        assert len(got) == len(set(got)) and set(got) == expected
+    assert split >= 10  # most full passes in this video come while faces are followed
+
+
+async def test_a_runner_publishes_the_followed_faces_while_the_frames_full_pass_still_runs(redis, tmp_path):
+    class Held(FaceDetector):
+        """Its full passes after the first wait for ``go``."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.passes, self.go = 0, threading.Event()
+
+        def boxes(self, gray):
+            self.passes += 1
+            if self.passes > 1:
+                self.go.wait(PATIENCE_S)
+            return super().boxes(gray)
+
+    cv2.imwrite(str(tmp_path / "obama.png"), cv2.imread(str(IMAGES / "obama.jpg")))
+    detector = Held()
+    # frame 1: a full pass finds the face; frame 2: followed; frame 3: followed, then its full pass waits
+    spec = parse_source(f"images:{tmp_path}?loop=1&fps=20&every_frame=1&session=s1")
+    runner = SourceRunner(spec, FaceTracker(detector, every=2), StreamProducer(redis, "crops", 100))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await wait_for(lambda: _crops_and_held(redis, detector), PATIENCE_S, "frame 3's crop during its pass")
+        assert detector.passes == 2 and not detector.go.is_set()
+        detector.go.set()
+        await wait_for(lambda: _more_crops(redis, 4), PATIENCE_S, "crops after the pass")
+    finally:
+        detector.go.set()
+        stop.set()
+        await asyncio.wait_for(task, PATIENCE_S)
+    frames = [int(decode(f, messages_pb2.FaceCrop).frame_number) for _, f in await redis.xrange("crops")]
+    assert len(frames) >= 4 and frames == sorted(set(frames))  # one crop a frame: the pass found the face again
+
+
+async def _crops_and_held(redis, detector) -> bool:
+    return await redis.xlen("crops") >= 3 and detector.passes == 2
+
+
+async def _more_crops(redis, n: int) -> bool:
+    return await redis.xlen("crops") >= n
 
 
 def test_a_cut_is_detected_again_at_once_and_a_face_that_leaves_is_dropped():

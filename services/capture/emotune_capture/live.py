@@ -26,7 +26,8 @@ import numpy as np
 
 from emotune.v1 import messages_pb2
 from emotune_capture import metrics
-from emotune_capture.crops import Detects, face_crops
+from emotune_capture.crops import Detects, crop_message
+from emotune_capture.detector import Face
 from emotune_capture.sources import Pacer, native_fps, open_frames
 from emotune_capture.tracker import FaceTracker
 from emotune_common.egress import StreamRefused, redacted
@@ -217,20 +218,34 @@ class SourceRunner:
         return self.counts
 
     async def _process(self, frame: np.ndarray, number: int, captured_at_us: int, stop: asyncio.Event) -> None:
+        """Detect and publish a frame's faces. A tracker's followed faces are published before the full pass
+        due on the frame runs (FaceTracker.detect_in_two), and the faces that pass adds after it."""
         name = self.spec.name
+
+        def crops(faces: list[Face]) -> list[messages_pb2.FaceCrop]:
+            return [crop_message(f, self.spec.session, self.spec.user, captured_at_us, number, name) for f in faces]
+
+        full_pass = None
+        started = time.perf_counter()
         if isinstance(self.detector, FaceTracker):
             self._note_pressure(self.detector)
-        with metrics.DETECT_SECONDS.labels(name).time():
-            crops = await asyncio.to_thread(
-                face_crops, self.detector, frame, session_id=self.spec.session, user_id=self.spec.user,
-                captured_at_us=captured_at_us, frame_number=number, source=name,
-            )  # fmt: skip
-        if crops and self.producer is not None:
-            await self._publish(crops, stop)
+            faces, full_pass = await asyncio.to_thread(self.detector.detect_in_two, frame)
+        else:
+            faces = await asyncio.to_thread(self.detector.detect, frame)
+        detecting = time.perf_counter() - started
+        found = len(faces)
+        await self._publish(crops(faces), stop)
+        if full_pass is not None:
+            started = time.perf_counter()
+            added = await asyncio.to_thread(full_pass)
+            detecting += time.perf_counter() - started
+            found += len(added)
+            await self._publish(crops(added), stop)
+        metrics.DETECT_SECONDS.labels(name).observe(detecting)
         self.counts.processed += 1
-        self.counts.faces += len(crops)
+        self.counts.faces += found
         metrics.FRAMES_PROCESSED.labels(name).inc()
-        metrics.FACES.labels(name).inc(len(crops))
+        metrics.FACES.labels(name).inc(found)
         if self.on_frame:
             self.on_frame(self.counts)
 
@@ -243,8 +258,10 @@ class SourceRunner:
             metrics.SHEDDING.labels(self.spec.name).set(int(tracker.shed))
 
     async def _publish(self, crops: list[messages_pb2.FaceCrop], stop: asyncio.Event) -> None:
-        """Publish, riding out Redis being away. Meanwhile the reader keeps only the newest frame (the
-        others are dropped and counted), so the source never waits. A stop asked for while Redis is away
-        gives these crops up."""
+        """Publish (when there are crops and a producer), riding out Redis being away. Meanwhile the reader
+        keeps only the newest frame (the others are dropped and counted), so the source never waits. A stop
+        asked for while Redis is away gives these crops up."""
+        if not crops or self.producer is None:
+            return
         if not await self.producer.publish_retrying(crops, stop):
             log.warning("crops_given_up", source=self.spec.name, crops=len(crops), reason="stopped")
