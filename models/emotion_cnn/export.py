@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from models.emotion_cnn import IMAGE_SIZE
+from models.emotion_cnn.warmup import write_warmup
 
 SIGNATURE = "serving_default"
 INPUT_KEY = "images"
@@ -43,8 +44,9 @@ def export_savedmodel(
     The served function averages the probabilities of every network over every view (test-time
     augmentation; an ensemble when there are several networks), then divides the log-probabilities by
     ``temperature`` (calibration fitted on validation), so that what mood smoothing averages is
-    calibrated. Each network and view costs one forward pass. The version appears atomically (written
-    beside, then renamed), so a server that polls the folder never loads a half-written model.
+    calibrated. Each network and view costs one forward pass. The version carries its warmup requests
+    (warmup.py). It appears atomically (written beside, then renamed), so a server that polls the folder
+    never loads a half-written model.
     """
     members = [models] if isinstance(models, keras.Model) else list(models)
     unknown = sorted(set(views) - set(VIEWS))
@@ -72,5 +74,6 @@ def export_savedmodel(
         input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32, name=INPUT_KEY)],
     )
     archive.write_out(str(staging), verbose=False)
+    write_warmup(staging)
     staging.rename(final)
     return final

@@ -1,8 +1,8 @@
 """Model versions on disk, loaded and unloaded as TensorFlow Serving's version policies say.
 
 Each model's ``base_path`` holds numbered version folders (SavedModels). A poller looks every
-``poll_seconds``; a new version that the policy wants is loaded and becomes AVAILABLE before an
-older one is unloaded, so requests for the latest version never see a gap.
+``poll_seconds``; a new version that the policy wants is loaded, warmed up (warmup.py) and becomes
+AVAILABLE before an older one is unloaded, so requests for the latest version never see a gap.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from emotune_common.logs import get_logger
 from emotune_modelserver import metrics
 from emotune_modelserver.batching import BatchScheduler
 from emotune_modelserver.config import BatchingConfig, ModelConfig, load_model_config
+from emotune_modelserver.warmup import replay_warmup
 
 log = get_logger("emotune.modelserver")
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -62,6 +63,9 @@ def load_servable(name: str, version: int, path: Path, batching: BatchingConfig 
     loaded = tf.saved_model.load(str(path))
     functions = dict(loaded.signatures)
     servable = Servable(name, version, path, read_signature_defs(path), functions, loaded)
+    warmed = replay_warmup(servable)
+    if warmed:
+        log.info("warmed_up", model=name, version=version, requests=warmed)
     if batching is not None:
         for signature in functions:
             servable.schedulers[signature] = BatchScheduler(
@@ -163,8 +167,11 @@ class ModelRegistry:
                 if state == State.END and error:
                     continue  # failed to load before; a new version number is needed
                 self._load(model, version)
-            for version in sorted(set(model.servables) - wanted):
-                self._unload(model, version)
+            # As TF Serving's availability-preserving policy: an old version goes only once a wanted one is
+            # serving, so a new version that fails to load (or to warm up) leaves the old one in service.
+            if wanted & set(model.servables):
+                for version in sorted(set(model.servables) - wanted):
+                    self._unload(model, version)
             available = sorted(model.servables)
             metrics.VERSIONS.labels(model.config.name).set(len(available))
             metrics.LATEST_VERSION.labels(model.config.name).set(available[-1] if available else 0)
