@@ -20,9 +20,11 @@ from emotune_common.logs import get_logger
 from emotune_modelserver import metrics
 from emotune_modelserver.batching import BatchScheduler
 from emotune_modelserver.config import BatchingConfig, ModelConfig, load_model_config
+from emotune_modelserver.tensors import InvalidInput
 from emotune_modelserver.warmup import replay_warmup
 
 log = get_logger("emotune.modelserver")
+DEFAULT_SIGNATURE = "serving_default"
 State = get_model_status_pb2.ModelVersionStatus.State
 
 
@@ -42,9 +44,21 @@ class Servable:
     loaded: object = None  # the loaded SavedModel: keeps the functions' variables alive
     schedulers: dict[str, BatchScheduler] = field(default_factory=dict)
 
+    def signature(self, name: str, method: str | None = None) -> meta_graph_pb2.SignatureDef:
+        """The SignatureDef a request names ("": the default one); NotFound without it, InvalidInput when
+        ``method`` is given and the signature's is another."""
+        name = name or DEFAULT_SIGNATURE
+        signature = self.signature_defs.get(name)
+        if signature is None:
+            raise NotFound(f'Serving signature key "{name}" not found.')
+        if method and signature.method_name != method:
+            kind = method.rsplit("/", 1)[-1]
+            raise InvalidInput(f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}")
+        return signature
+
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call the signature's function directly (no batching)."""
-        outputs = self.functions[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+        """Call the signature's function ("": the default one) directly (no batching)."""
+        outputs = self.functions[signature or DEFAULT_SIGNATURE](**{k: tf.constant(v) for k, v in inputs.items()})
         return {k: v.numpy() for k, v in outputs.items()}
 
     def stop(self) -> None:

@@ -9,7 +9,6 @@ import time
 import grpc
 import tensorflow as tf
 from google.protobuf import any_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -25,7 +24,7 @@ from tensorflow_serving.apis import (
 
 from emotune_modelserver import metrics
 from emotune_modelserver.batching import QueueFull, TaskTooLarge
-from emotune_modelserver.servables import ModelRegistry, NotFound, Servable
+from emotune_modelserver.servables import DEFAULT_SIGNATURE, ModelRegistry, NotFound, Servable
 from emotune_modelserver.tensors import InvalidInput, check_inputs, to_numpy, to_proto
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -75,17 +74,6 @@ def _spec(servable: Servable, signature: str) -> model_pb2.ModelSpec:
     return spec
 
 
-def _signature(servable: Servable, name: str, method: str | None = None) -> meta_graph_pb2.SignatureDef:
-    name = name or "serving_default"
-    signature = servable.signature_defs.get(name)
-    if signature is None:
-        raise NotFound(f'Serving signature key "{name}" not found.')
-    if method and signature.method_name != method:
-        kind = method.rsplit("/", 1)[-1]
-        raise InvalidInput(f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}")
-    return signature
-
-
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, registry: ModelRegistry, batching: bool) -> None:
         self.registry = registry
@@ -97,8 +85,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_rpc("Predict")
     async def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         servable = self._servable(request.model_spec)
-        signature_name = request.model_spec.signature_name or "serving_default"
-        signature = _signature(servable, signature_name)
+        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        signature = servable.signature(signature_name)
         rows = check_inputs(signature, dict(request.inputs))
         for key in request.output_filter:
             if key not in signature.outputs:
@@ -142,20 +130,20 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_rpc("Classify")
     async def Classify(self, request: classification_pb2.ClassificationRequest, context):
         servable = self._servable(request.model_spec)
-        _signature(servable, request.model_spec.signature_name, CLASSIFY_METHOD)
+        servable.signature(request.model_spec.signature_name, CLASSIFY_METHOD)
         raise InvalidInput("Classify over tf.Example inputs is not served here; use Predict")
 
     @_rpc("Regress")
     async def Regress(self, request: regression_pb2.RegressionRequest, context):
         servable = self._servable(request.model_spec)
-        _signature(servable, request.model_spec.signature_name, REGRESS_METHOD)
+        servable.signature(request.model_spec.signature_name, REGRESS_METHOD)
         raise InvalidInput("Regress over tf.Example inputs is not served here; use Predict")
 
     @_rpc("MultiInference")
     async def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context):
         for task in request.tasks:
             servable = self._servable(task.model_spec)
-            _signature(servable, task.model_spec.signature_name, task.method_name or CLASSIFY_METHOD)
+            servable.signature(task.model_spec.signature_name, task.method_name or CLASSIFY_METHOD)
         raise InvalidInput("MultiInference over tf.Example inputs is not served here; use Predict")
 
 

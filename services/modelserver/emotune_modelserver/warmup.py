@@ -40,10 +40,8 @@ def replay_warmup(servable: Servable) -> int:
         if kind != "predict_log":
             raise WarmupError(f"{path}: record {replayed + 1} is a {kind}; only predict_log is supported")
         request = log.predict_log.request
-        signature = request.model_spec.signature_name or "serving_default"
-        if signature not in servable.signature_defs:
-            raise WarmupError(f"{path}: record {replayed + 1} names signature {signature!r}, which the model has not")
-        check_inputs(servable.signature_defs[signature], request.inputs)
+        signature = request.model_spec.signature_name
+        check_inputs(servable.signature(signature), request.inputs)
         servable.run(signature, {key: to_numpy(tensor) for key, tensor in request.inputs.items()})
         replayed += 1
     return replayed
