@@ -9,12 +9,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from models.emotion_cnn import IMAGE_SIZE
+from models.emotion_cnn import IMAGE_SIZE, INPUT_KEY, OUTPUT_KEY, SIGNATURE
 from models.emotion_cnn.warmup import write_warmup
 
-SIGNATURE = "serving_default"
-INPUT_KEY = "images"
-OUTPUT_KEY = "probabilities"
 #: The test-time views a served model may average: the face as it is, and its mirror image.
 VIEWS = {"identity": lambda images: images, "mirror": tf.image.flip_left_right}
 

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from models.emotion_cnn import IMAGE_SIZE
+from models.emotion_cnn import IMAGE_SIZE, INPUT_KEY, SIGNATURE
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 #: The batch sizes of live video (a crop or a few from each shard's read), and the larger ones of a burst.
@@ -35,9 +35,9 @@ def warmup_requests(
     for size in sizes:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
-        request.model_spec.signature_name = "serving_default"
+        request.model_spec.signature_name = SIGNATURE
         images = np.full((size, IMAGE_SIZE, IMAGE_SIZE, 1), 0.5, np.float32)
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+        request.inputs[INPUT_KEY].CopyFrom(tf.make_tensor_proto(images))
         logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
     return logs
 
