@@ -18,6 +18,7 @@ from emotune.v1 import messages_pb2
 from emotune_capture import proxy
 from emotune_capture.detector import FaceDetector
 from emotune_capture.live import Counts, SourceRunner
+from emotune_capture.passes import pass_pool
 from emotune_capture.sessions import SessionWatcher
 from emotune_capture.settings import CaptureSettings
 from emotune_capture.tracker import FaceTracker
@@ -49,9 +50,11 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     redis = connect(settings.redis_url)
     faces = ShardedProducer(redis, FACES, settings.stream.shards, settings.faces_maxlen)
     reconnect_s = settings.capture_reconnect_s
+    passes = pass_pool(settings.detect_threads, settings.detect_nice)
     jobs: list[tuple[str, Coroutine[Any, Any, Any]]] = [
         (spec.name, SourceRunner(spec, tracker(settings, spec, i), faces.for_session(spec.session),
-                                 reconnect_s=reconnect_s).run(stop))
+                                 reconnect_s=reconnect_s, passes=passes,
+                                 late_max_s=settings.detect_late_max_ms / 1000).run(stop))
         for i, spec in enumerate(specs)
     ]  # fmt: skip
     frames_redis = connect_or_reuse(settings.frames_url(), redis, settings.redis_url)
@@ -61,7 +64,8 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
                                     message_type=messages_pb2.Frame)  # fmt: skip
         jobs.append(("uploads", _essential("uploads", asyncio.gather(*(c.run(stop) for c in consumers)), stop)))
     if settings.capture_sessions:
-        watcher = SessionWatcher(redis, settings, faces, lambda spec, i: tracker(settings, spec, len(specs) + i))
+        watcher = SessionWatcher(redis, settings, faces, lambda spec, i: tracker(settings, spec, len(specs) + i),
+                                 passes=passes)  # fmt: skip
         jobs.append(("sessions", _essential("sessions", watcher.run(stop), stop)))
     if not jobs:
         raise typer.BadParameter(
@@ -150,7 +154,9 @@ def run(
         stop = asyncio.Event()
         stop_on_signals(stop)
         try:
-            runner = SourceRunner(spec, tracker(settings, spec), producer, show, settings.capture_reconnect_s)
+            runner = SourceRunner(spec, tracker(settings, spec), producer, show, settings.capture_reconnect_s,
+                                  pass_pool(settings.detect_threads, settings.detect_nice),
+                                  settings.detect_late_max_ms / 1000)  # fmt: skip
             return await runner.run(stop)
         finally:
             bar.close()

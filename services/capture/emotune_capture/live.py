@@ -20,6 +20,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +29,9 @@ from emotune.v1 import messages_pb2
 from emotune_capture import metrics
 from emotune_capture.crops import Detects, crop_message
 from emotune_capture.detector import Face
+from emotune_capture.passes import run_timed
 from emotune_capture.sources import Pacer, native_fps, open_frames
-from emotune_capture.tracker import FaceTracker
+from emotune_capture.tracker import FaceTracker, FullPass
 from emotune_common.egress import StreamRefused, redacted
 from emotune_common.ids import now_us
 from emotune_common.logs import get_logger
@@ -103,13 +105,20 @@ class SourceRunner:
         producer: StreamProducer | None,
         on_frame: Callable[[Counts], None] | None = None,
         reconnect_s: float = 0.0,
+        passes: Executor | None = None,
+        late_max_s: float = 0.0,
     ) -> None:
-        """``reconnect_s``: how long a stream that stopped is tried again (0: not at all)."""
+        """``reconnect_s``: how long a stream that stopped is tried again (0: not at all); ``passes``: where a
+        tracker's full passes run (passes.py; None: asyncio's default executor); ``late_max_s``: how old a
+        frame may be for the faces a pass found late in it to be published (0: any)."""
         self.spec = spec
         self.detector = detector
         self.producer = producer
         self.on_frame = on_frame
         self.reconnect_s = reconnect_s if spec.kind == "stream" else 0.0
+        self.passes = passes
+        self.late_max_us = round(late_max_s * 1e6)
+        self._pass: asyncio.Future[FullPass] | None = None  # a tracker's full pass out
         self.counts = Counts()
         self.dropped_share = 0.0  # of the recent frames under the cap, dropped because detection was busy
         self.error: Exception | None = None
@@ -211,6 +220,8 @@ class SourceRunner:
             halt.set()
             stopping.cancel()
             await asyncio.to_thread(reader.join)
+            if self._pass is not None:  # let it finish: nothing runs on after the runner
+                await asyncio.wait([self._pass])
         if self.error:
             log.error("source_failed", source=name, error=str(self.error))
             raise self.error
@@ -218,36 +229,51 @@ class SourceRunner:
         return self.counts
 
     async def _process(self, frame: np.ndarray, number: int, captured_at_us: int, stop: asyncio.Event) -> None:
-        """Detect and publish a frame's faces. A tracker's followed faces are published before the full pass
-        due on the frame runs (FaceTracker.detect_in_two), and the faces that pass adds after it."""
+        """Detect and publish a frame's faces. A tracker's full passes run beside the frames, on ``passes``:
+        each frame's followed faces are published at once, and the faces a pass found new when it comes
+        back, in its frame and those since (FaceTracker.follow)."""
         name = self.spec.name
-
-        def crops(faces: list[Face]) -> list[messages_pb2.FaceCrop]:
-            return [crop_message(f, self.spec.session, self.spec.user, captured_at_us, number, name) for f in faces]
-
-        full_pass = None
         started = time.perf_counter()
+        late: list[tuple[object, Face]] = []
         if isinstance(self.detector, FaceTracker):
             self._note_pressure(self.detector)
-            faces, full_pass = await asyncio.to_thread(self.detector.detect_in_two, frame)
+            done = await self._pass_back(self.detector)
+            followed = await asyncio.to_thread(self.detector.follow, frame, done, (number, captured_at_us))
+            faces, late = followed.faces, followed.late
+            if followed.asked is not None:
+                self._pass = asyncio.get_running_loop().run_in_executor(self.passes, run_timed, followed.asked, name)
         else:
             faces = await asyncio.to_thread(self.detector.detect, frame)
-        detecting = time.perf_counter() - started
-        found = len(faces)
-        await self._publish(crops(faces), stop)
-        if full_pass is not None:
-            started = time.perf_counter()
-            added = await asyncio.to_thread(full_pass)
-            detecting += time.perf_counter() - started
-            found += len(added)
-            await self._publish(crops(added), stop)
-        metrics.DETECT_SECONDS.labels(name).observe(detecting)
+        metrics.DETECT_SECONDS.labels(name).observe(time.perf_counter() - started)
+        crops = [self._crop(f, late_number, late_at_us) for (late_number, late_at_us), f in self._fresh(late)]
+        crops += [self._crop(f, number, captured_at_us) for f in faces]
+        await self._publish(crops, stop)
         self.counts.processed += 1
-        self.counts.faces += found
+        self.counts.faces += len(crops)
         metrics.FRAMES_PROCESSED.labels(name).inc()
-        metrics.FACES.labels(name).inc(found)
+        metrics.FACES.labels(name).inc(len(crops))
         if self.on_frame:
             self.on_frame(self.counts)
+
+    async def _pass_back(self, tracker: FaceTracker) -> FullPass | None:
+        """The full pass out, once it is done; a file read frame by frame waits for it when the next frame
+        wants another (it must not skip passes: it never drops frames, so never falls behind)."""
+        if self._pass is None or not (self._pass.done() or (self.spec.every_frame and tracker.pass_wanted)):
+            return None
+        done, self._pass = await self._pass, None
+        return done
+
+    def _fresh(self, late: list[tuple[object, Face]]) -> list[tuple[object, Face]]:
+        """The late faces (oldest first) in frames young enough to be worth an event (``late_max_s``)."""
+        if not self.late_max_us or not late:
+            return late
+        oldest = now_us() - self.late_max_us
+        fresh = [(tag, face) for tag, face in late if tag[1] >= oldest]  # type: ignore[index]  # (number, time)
+        metrics.LATE_FACES_DROPPED.labels(self.spec.name).inc(len(late) - len(fresh))
+        return fresh
+
+    def _crop(self, face: Face, number: int, captured_at_us: int) -> messages_pb2.FaceCrop:
+        return crop_message(face, self.spec.session, self.spec.user, captured_at_us, number, self.spec.name)
 
     def _note_pressure(self, tracker: FaceTracker) -> None:
         shedding = tracker.shed

@@ -13,8 +13,12 @@ FRAMES_DROPPED = Counter(
 FRAMES_PROCESSED = Counter("emotune_capture_frames_processed_total", "Frames run through detection", ["source"])
 FACES = Counter("emotune_capture_faces_total", "Faces detected and published", ["source"])
 DETECT_SECONDS = Histogram(
-    "emotune_capture_detect_seconds", "Face detection time per frame", ["source"],
-    buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
+    "emotune_capture_detect_seconds", "Face detection time per frame (a tracker's: following, full passes aside)",
+    ["source"], buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64),
+)  # fmt: skip
+FULL_PASS_SECONDS = Histogram(
+    "emotune_capture_full_pass_seconds", "A tracker's full Haar pass, run beside the frames", ["source"],
+    buckets=(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
 )  # fmt: skip
 STREAMS_LOST = Counter(
     "emotune_capture_streams_lost_total", "Times a stream stopped giving frames after it had played", ["source"]
@@ -26,3 +30,8 @@ SHEDDING = Gauge(
     "emotune_capture_detection_shedding", "1 while a source sheds optional full passes (detection behind)", ["source"]
 )
 BAD_UPLOADS = Counter("emotune_capture_bad_uploads_total", "Uploaded frames that could not be decoded")
+LATE_FACES_DROPPED = Counter(
+    "emotune_capture_late_faces_dropped_total",
+    "Faces a full pass found new in frames older than EMOTUNE_DETECT_LATE_MAX_MS when it came back: not published",
+    ["source"],
+)

@@ -87,9 +87,37 @@ def _overlaps(box: Box, others: Sequence[Box]) -> bool:
     return any(iou(box, other) >= MATCH_IOU for other in others)
 
 
+def behind_boxes(tracker: FaceTracker, frames: Sequence[np.ndarray], lag: int,
+                 live: bool = False) -> tuple[list[list[Box]], float]:  # fmt: skip
+    """The boxes ``tracker`` gives on each frame when each full pass comes back ``lag`` frames after its own,
+    as capture runs them beside the frames (late faces included): sooner when the next is wanted, as for a
+    file read frame by frame, unless ``live`` (a live source waits for nothing)."""
+    started = time.perf_counter()
+    out: list[list[Box]] = [[] for _ in frames]
+    out_pass, age = None, 0
+    for t, frame in enumerate(frames):
+        done = None
+        if out_pass is not None:
+            age += 1
+            if age >= lag or (tracker.pass_wanted and not live):
+                done, out_pass = out_pass, None
+        followed = tracker.follow(frame, done, t)
+        for tag, face in followed.late:
+            out[tag].append((face.x, face.y, face.width, face.height))
+        out[t] += [(f.x, f.y, f.width, f.height) for f in followed.faces]
+        if followed.asked is not None:
+            out_pass, age = followed.asked.run(), 0
+    return out, 1000 * (time.perf_counter() - started) / len(frames)
+
+
 def measure(reference: Sequence[Sequence[Box]], detector: Detects, frames: Sequence[np.ndarray]) -> Recall:
     """How much of ``reference`` (boxes per frame) ``detector`` finds on ``frames``."""
-    found_boxes, ms = boxes(detector, frames)
+    return score(reference, *boxes(detector, frames), getattr(detector, "full_passes", None))
+
+
+def score(reference: Sequence[Sequence[Box]], found_boxes: Sequence[Sequence[Box]], ms: float,
+          full_passes: int | None = None) -> Recall:  # fmt: skip
+    """How much of ``reference`` (boxes per frame) ``found_boxes`` has; ``ms`` a frame it cost."""
     found = steady = steady_found = extra = 0
     for t, (ref, got) in enumerate(zip(reference, found_boxes, strict=True)):
         neighbours = [*(reference[t - 1] if t else []), *(reference[t + 1] if t + 1 < len(reference) else [])]
@@ -100,12 +128,15 @@ def measure(reference: Sequence[Sequence[Box]], detector: Detects, frames: Seque
                 steady += 1
                 steady_found += hit
         extra += sum(not _overlaps(box, ref) for box in got)
-    return Recall(len(frames), sum(map(len, reference)), found, steady, steady_found, extra, ms,
-                  getattr(detector, "full_passes", None))  # fmt: skip
+    return Recall(len(found_boxes), sum(map(len, reference)), found, steady, steady_found, extra, ms, full_passes)
 
 
-def configurations(settings: CaptureSettings) -> dict[str, Callable[[], Detects]]:
-    """The default configuration of the settings, and what each of its rules is worth (one left out)."""
+Run = Callable[[Sequence[np.ndarray]], Recall]
+
+
+def configurations(settings: CaptureSettings, reference: Sequence[Sequence[Box]]) -> dict[str, Run]:
+    """The default configuration of the settings, as capture runs it (full passes beside the frames) and with
+    each pass run at once, and what each of its rules is worth (one left out)."""
     options = settings.detector_options()
 
     def tracker(**overrides: int) -> Callable[[], FaceTracker]:
@@ -114,19 +145,32 @@ def configurations(settings: CaptureSettings) -> dict[str, Callable[[], Detects]
         args.update(overrides)
         return lambda: FaceTracker(FaceDetector(options), min_score=settings.track_min_score, **args)
 
-    def shedding() -> Detects:
-        shed = tracker()()
-        shed.shed = True
-        return shed
+    def at_once(make: Callable[[], FaceTracker], shed: bool = False) -> Run:
+        def run(frames: Sequence[np.ndarray]) -> Recall:
+            detector = make()
+            detector.shed = shed
+            return measure(reference, detector, frames)
+
+        return run
+
+    def beside(lag: int, live: bool) -> Run:
+        def run(frames: Sequence[np.ndarray]) -> Recall:
+            detector = tracker()()
+            return score(reference, *behind_boxes(detector, frames, lag, live), detector.full_passes)
+
+        return run
 
     every = settings.detect_every
     return {
-        "the settings' configuration": tracker(),
-        "shedding, as when detection falls behind": shedding,
-        "without full passes on empty scenes": tracker(every_empty=every),
-        "without keeping missed faces": tracker(keep_missed=0),
-        f"a full pass every {max(2, every // 2)} frames": tracker(every=max(2, every // 2)),
-        f"a full pass every {every * 2} frames": tracker(every=every * 2),
+        "the settings' configuration, passes at once": at_once(tracker()),
+        "passes back 2 frames late (a file)": beside(2, live=False),
+        "passes back 1 frame late (live)": beside(1, live=True),
+        "passes back 2 frames late (live)": beside(2, live=True),
+        "shedding, as when detection falls behind": at_once(tracker(), shed=True),
+        "without full passes on empty scenes": at_once(tracker(every_empty=every)),
+        "without keeping missed faces": at_once(tracker(keep_missed=0)),
+        f"a full pass every {max(2, every // 2)} frames": at_once(tracker(every=max(2, every // 2))),
+        f"a full pass every {every * 2} frames": at_once(tracker(every=every * 2)),
     }
 
 
@@ -147,8 +191,8 @@ def main(
     print(f"{path.name}: {len(frames)} frames, full pass on every frame: {sum(map(len, reference))} faces, "
           f"{ms:.1f} ms a frame (one thread)")  # fmt: skip
     print(f"{'configuration':40} {'ms/frame':>8} {'full passes':>11} {'recall':>7} {'steady':>7} {'extra/frame':>11}")
-    for name, make in configurations(settings).items():
-        r = measure(reference, make(), frames)
+    for name, run in configurations(settings, reference).items():
+        r = run(frames)
         print(f"{name:40} {r.ms_per_frame:8.1f} {r.full_passes or 0:11} {r.recall:7.1%} {r.steady_recall:7.1%} "
               f"{r.extra_per_frame:11.3f}")  # fmt: skip
 

@@ -52,6 +52,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
@@ -157,15 +158,18 @@ class SessionWatcher:
         faces: ShardedProducer,
         detectors: Callable[[SourceSpec, int], Detects],
         owner: str | None = None,
+        passes: Executor | None = None,
     ) -> None:
         """``detectors(spec, i)`` makes the detector of ``spec``, the ``i``-th session started here;
-        ``owner`` names this instance in the leases (default: the consumer name, else host and pid)."""
+        ``owner`` names this instance in the leases (default: the consumer name, else host and pid);
+        ``passes`` runs the trackers' full passes (SourceRunner)."""
         if settings.capture_lease_ms <= 1000 * settings.capture_poll_s:
             raise ValueError("capture_lease_ms must be longer than capture_poll_s, or leases lapse between renewals")
         self.redis = redis
         self.settings = settings
         self.faces = faces
         self.detectors = detectors
+        self.passes = passes
         self.owner = owner or settings.consumer_name or default_consumer_name()
         self.poll_s = settings.capture_poll_s
         self.lease_ms = settings.capture_lease_ms
@@ -213,7 +217,7 @@ class SessionWatcher:
 
     async def poll(self) -> None:
         """One round: reap runners that ended, follow the registry, renew leases, share the sessions."""
-        entries: dict[str, bytes] = {k.decode(): v for k, v in (await self.redis.hgetall(CAPTURE_SESSIONS)).items()}
+        entries = await self._entries()
         for run in list(self.running.values()):
             if run.task.done():
                 await self._ended(run)
@@ -230,6 +234,9 @@ class SessionWatcher:
         now = time.monotonic()
         self._skip = {s: (e, t) for s, (e, t) in self._skip.items() if entries.get(s) == e and t > now}
         await self._share(entries)
+
+    async def _entries(self) -> dict[str, bytes]:
+        return {k.decode(): v for k, v in (await self.redis.hgetall(CAPTURE_SESSIONS)).items()}
 
     # -- sharing --------------------------------------------------------------------------------------
 
@@ -286,7 +293,8 @@ class SessionWatcher:
         self._started += 1
         stop = asyncio.Event()
         runner = SourceRunner(spec, self.detectors(spec, self._started - 1), self.faces.for_session(session_id),
-                              reconnect_s=self.settings.capture_reconnect_s)  # fmt: skip
+                              reconnect_s=self.settings.capture_reconnect_s, passes=self.passes,
+                              late_max_s=self.settings.detect_late_max_ms / 1000)  # fmt: skip
         task = asyncio.create_task(runner.run(stop), name=f"session-{session_id}")
         task.add_done_callback(lambda _: self._wake.set())  # report an end or a failure at once
         run = _Running(session_id, user_id, entry, spec, runner, stop, task, time.monotonic(), keep_until)

@@ -35,6 +35,15 @@ class CaptureSettings(SourceSettings):
     detect_every: int = Field(3, ge=1, description="Full detection every N frames of a source, tracking between")
     detect_every_empty: int = Field(1, ge=1, description="Full detection every N frames while no face is tracked")
     track_keep_missed: int = Field(1, ge=0, description="Full passes that may miss a tracked face before it is dropped")
+    detect_threads: int = Field(
+        0, ge=0, description="Threads for trackers' full passes, run beside the frames (0: one a core)"
+    )
+    detect_nice: int = Field(
+        10, ge=0, le=19, description="Niceness added to the full passes' threads, so tracking and publishing go first"
+    )
+    detect_late_max_ms: float = Field(
+        500.0, ge=0, description="A face a full pass finds late is published for frames at most this old (0: any)"
+    )
     detect_shed_at: float = Field(
         0.05, ge=0, le=1, description="Shed optional full passes while this share of frames is dropped (0: never)"
     )

@@ -9,7 +9,7 @@ about 24 px a face, which costs a fraction of a millisecond.
 A full pass runs:
 
 - every ``every`` frames;
-- on the frame after a face was lost (its best match scored below ``min_score``: it left, or turned
+- on the frame where a face was lost (its best match scored below ``min_score``: it left, or turned
   away), since whatever replaced it is best found at once;
 - on a cut (the mean change of a 32x18 thumbnail above ``cut``): every box is stale after it;
 - every ``every_empty`` frames while no face is followed, since a face that appears in an empty
@@ -25,6 +25,18 @@ pass's face-frames at 46% of its cost; every 5th frame, 93.6% at 33%. Before the
 5th frame with tracking between found 81%. Haar detection in a window around each followed face,
 instead of template matching, cost 15% more and found no more faces, so it is not used.
 
+A full pass need not hold up the frames after it. :meth:`FaceTracker.follow` follows the faces into a
+frame and, when a pass is due, hands it out as a :class:`FullPass` to run anywhere (capture runs them on
+threads of their own, at a lower priority than tracking and publishing); the pass goes back to the
+tracker with a later frame, and what it found is followed from its frame into that one. Meanwhile no
+other pass is asked for. So the followed faces of every frame are published within a millisecond or two
+however long a pass takes, and a face the pass found new is given late, in the pass's frame and in each
+frame followed since (the tracker keeps those frames while a pass is out). On the sample video, passes
+back 1 to 10 frames late find the same 97.5% when a file waits for the pass out before the next is due
+(:attr:`FaceTracker.pass_wanted`); a live source waits for nothing, and its passes then come less
+often: 97.5% back 1 frame late, 96.6% 2 frames, 95.6% 3 (``python -m emotune_capture.recall``).
+Without the late faces, a pass back 1 frame late found 87%.
+
 Those passes cost: on a machine short of CPU (8 streams on 2 cores) detection falls behind, and the
 source's runner drops whole frames, which loses every face in them. So the runner reports the share of
 frames it drops (:meth:`FaceTracker.note_pressure`); above ``shed_at`` the tracker sheds the optional
@@ -34,8 +46,8 @@ regular cadence doubled. A file read frame by frame (``every_frame``) never drop
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -43,15 +55,44 @@ import numpy as np
 from emotune_capture.detector import Face, FaceDetector
 
 MATCH_SIZE = 24  # pixels across a face when matching
+MAX_LATE_FRAMES = 30  # frames followed while a pass is out that its new faces are given late in, at most
 THUMBNAIL = (32, 18)  # the frame, this small, tells a cut
 Box = tuple[int, int, int, int]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Track:
     box: Box
     patch: np.ndarray  # the face at match scale
     missed: int = 0  # full passes in a row that did not find it
+    id: int = 0
+
+
+@dataclass
+class FullPass:
+    """A full pass :meth:`FaceTracker.follow` asked for: :meth:`run` it anywhere, then give it to a later
+    ``follow``. It holds its frame, and the boxes the followed faces had there."""
+
+    gray: np.ndarray
+    tag: object  # the caller's name for the frame (capture: its number and time), given back with late faces
+    detector: FaceDetector
+    followed: dict[int, Box]  # the tracks' boxes in ``gray``, by id
+    cuts: int  # the cuts the tracker had seen: one after it makes the pass stale
+    boxes: list[Box] = field(default_factory=list)
+
+    def run(self) -> FullPass:
+        """Detect the faces of the frame (thread-safe: it touches nothing the tracker uses)."""
+        self.boxes = self.detector.boxes(self.gray)
+        return self
+
+
+@dataclass(frozen=True)
+class Followed:
+    """What :meth:`FaceTracker.follow` gives for a frame."""
+
+    faces: list[Face]  # in this frame
+    late: list[tuple[object, Face]]  # faces the pass given back found new, in its frame and those since: (tag, face)
+    asked: FullPass | None  # the full pass to run now
 
 
 class FaceTracker:
@@ -70,82 +111,125 @@ class FaceTracker:
         self.shed = False  # shedding the optional full passes (see the module's text)
         self.full_passes = 0
         self._tracks: list[_Track] = []
+        self._ids = itertools.count(1)
         self._since_full = self.every_empty - 1 - offset % self.every  # frames since the last full pass
         self._lost = False
+        self._out = False  # a full pass was handed out and has not come back
+        self._since_out: list[tuple[object, np.ndarray]] = []  # the frames followed since, tagged
+        self._cuts = 0
         self._thumbnail: np.ndarray | None = None
 
     def detect(self, frame: np.ndarray) -> list[Face]:
-        """Faces in this frame of the video: those :meth:`detect_in_two` gives at once, then those its pass adds."""
-        faces, full_pass = self.detect_in_two(frame)
-        return faces + (full_pass() if full_pass else [])
-
-    def detect_in_two(self, frame: np.ndarray) -> tuple[list[Face], Callable[[], list[Face]] | None]:
-        """Faces in this frame of the video, and the full pass still to run on it, if one is due while faces are
-        followed: it returns the faces it adds (new ones; those it finds again only refresh their tracks).
-
-        So the crops of the faces followed need not wait behind the pass: on a 2-core machine running
-        8 streams, a pass takes 50-150 ms, tracking a face a millisecond or two.
-        """
-        gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        """Faces in this frame of the video, its full pass (when one is due) run at once."""
+        gray = _gray(frame)
         if self.every == 1:
-            return self.detector.detect(gray), None
-        if self._is_cut(gray):
-            self._tracks = []
-        self._since_full += 1
-        every = 2 * self.every if self.shed else self.every
-        due = self.every_empty if not (self._tracks or self.shed) else every
-        if not (self._lost or self._since_full >= due):
-            self._follow_all(gray)
-            return self._faces(gray, self._tracks), None
-        if not self._tracks:
-            self._full_pass(gray)
-            return self._faces(gray, self._tracks), None
-        self._follow_all(gray)
-        # A face this pass must find again to be kept is not given before the pass (nor, unfound, at all).
-        sure = [t for t in self._tracks if t.missed < self.keep_missed]
-        return self._faces(gray, sure), lambda: self._faces(gray, self._full_pass(gray, given=sure))
+            return self.detector.detect(gray)
+        asked = self._step(gray)
+        if asked is not None:
+            self._take_back(asked.run())
+        return self._faces(gray)
 
-    def _faces(self, gray: np.ndarray, tracks: list[_Track]) -> list[Face]:
-        return [Face(*t.box, self.detector.crop(gray, t.box)) for t in tracks]
+    def follow(self, frame: np.ndarray, done: FullPass | None = None, tag: object = None) -> Followed:
+        """Faces in this frame of the video, and the full pass to run, if one is due and none is out.
+
+        ``done``: the pass asked for earlier, run since. The faces it found new (that no followed face
+        overlapped in its frame) are given late, in its frame and each frame followed since (by their
+        ``tag``), so a pass that runs beside the frames finds the faces it would have found before them.
+        """
+        gray = _gray(frame)
+        if self.every == 1:
+            return Followed(self.detector.detect(gray), [], None)
+        late = self._take_back(done) if done is not None else []
+        asked = self._step(gray, tag)
+        return Followed(self._faces(gray), late, asked)
+
+    @property
+    def pass_wanted(self) -> bool:
+        """The next frame would ask for a full pass, were none out: a caller that must not skip one
+        (a file read frame by frame) waits for the one out before that frame."""
+        return self._lost or self._since_full + 1 >= self._due()
 
     def note_pressure(self, dropped_share: float) -> None:
         """The share of this source's recent frames dropped because detection was busy."""
         if self.shed_at:
             self.shed = dropped_share > (self.shed_at / 5 if self.shed else self.shed_at)
 
+    def _step(self, gray: np.ndarray, tag: object = None) -> FullPass | None:
+        """Follow the faces into this frame; the full pass to run on it, if one is due and none is out."""
+        if self._is_cut(gray):
+            self._tracks = []
+            self._cuts += 1
+            self._out, self._since_out = False, []  # the pass out is stale: one on this frame instead
+        self._since_full += 1
+        self._follow_all(gray)
+        if self._out:
+            self._since_out = [*self._since_out[-MAX_LATE_FRAMES + 1 :], (tag, gray)]
+            return None
+        if not (self._lost or self._since_full >= self._due()):
+            return None
+        self.full_passes += 1
+        self._since_full = 0
+        self._lost = False
+        self._out = True
+        return FullPass(gray, tag, self.detector, {t.id: t.box for t in self._tracks}, self._cuts)
+
+    def _due(self) -> int:
+        if not (self._tracks or self.shed):
+            return self.every_empty
+        return 2 * self.every if self.shed else self.every
+
+    def _take_back(self, done: FullPass) -> list[tuple[object, Face]]:
+        """The faces a pass found replace the tracks they overlap in its frame, followed from there through
+        the frames since; a track it missed is kept ``keep_missed`` passes. Returns the new faces in those
+        frames. A pass from before a cut is stale: it is let go (another was asked for at the cut)."""
+        if done.cuts != self._cuts:
+            return []
+        self._out = False
+        since, self._since_out = self._since_out, []
+        late: list[tuple[object, Face]] = []
+        found = []
+        for box in done.boxes:
+            new = not any(iou(box, was) >= 0.3 for was in done.followed.values())
+            track: _Track | None = _Track(box, self._patch(done.gray, box), id=next(self._ids))
+            frames = [(done.tag, done.gray), *since]
+            for i, (tag, gray) in enumerate(frames):
+                if i and (track := self._followed(gray, track)) is None:
+                    self._lost = True
+                    break
+                if new:
+                    late.append((tag, self._face(gray, track.box)))
+            if track is not None:
+                found.append(track)
+        kept = []
+        for track in self._tracks:
+            was = done.followed.get(track.id)
+            if was is None:
+                kept.append(track)
+            elif not any(iou(was, box) >= 0.3 for box in done.boxes) and track.missed < self.keep_missed:
+                kept.append(replace(track, missed=track.missed + 1))
+        self._tracks = found + kept
+        return late
+
+    def _faces(self, gray: np.ndarray) -> list[Face]:
+        return [self._face(gray, t.box) for t in self._tracks]
+
+    def _face(self, gray: np.ndarray, box: Box) -> Face:
+        return Face(*box, self.detector.crop(gray, box))
+
     def _is_cut(self, gray: np.ndarray) -> bool:
         small = cv2.resize(gray, THUMBNAIL, interpolation=cv2.INTER_AREA).astype(np.int16)
         previous, self._thumbnail = self._thumbnail, small
         return previous is not None and float(np.abs(small - previous).mean()) > self.cut
 
-    def _full_pass(self, gray: np.ndarray, given: list[_Track] | None = None) -> list[_Track]:
-        """Found faces replace the tracks they overlap; returns the found ones that overlap none of ``given``.
-
-        ``given``: the tracks were already followed into this frame, and these given as its faces.
-        """
-        self.full_passes += 1
-        self._since_full = 0
-        self._lost = False
-        found = [_Track(box, self._patch(gray, box)) for box in self.detector.boxes(gray)]
-        kept = []
-        for track in self._tracks:
-            if track.missed >= self.keep_missed or any(iou(track.box, f.box) >= 0.3 for f in found):
-                continue
-            box = track.box if given is not None else self._follow(gray, track)
-            if box is not None:
-                kept.append(_Track(box, track.patch, track.missed + 1))
-        self._tracks = found + kept
-        return [f for f in found if not any(iou(f.box, t.box) >= 0.3 for t in given or [])]
-
     def _follow_all(self, gray: np.ndarray) -> None:
-        tracks = []
-        for track in self._tracks:
-            box = self._follow(gray, track)
-            if box is None:
-                self._lost = True
-            else:
-                tracks.append(_Track(box, self._patch(gray, box), track.missed))
-        self._tracks = tracks
+        tracks = [self._followed(gray, track) for track in self._tracks]
+        self._lost = self._lost or any(t is None for t in tracks)
+        self._tracks = [t for t in tracks if t is not None]
+
+    def _followed(self, gray: np.ndarray, track: _Track) -> _Track | None:
+        """The track moved into this frame, with its patch from there; None when it is lost."""
+        box = self._follow(gray, track)
+        return None if box is None else replace(track, box=box, patch=self._patch(gray, box))
 
     @staticmethod
     def _scale(box: Box) -> float:
@@ -173,6 +257,10 @@ class FaceTracker:
             return None
         nx, ny = x0 + round(mx / s), y0 + round(my / s)
         return (min(max(0, nx), gray.shape[1] - w), min(max(0, ny), gray.shape[0] - h), w, h)
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
 
 def iou(a: Box, b: Box) -> float:
