@@ -218,10 +218,13 @@ class SessionWatcher:
     async def poll(self) -> None:
         """One round: reap runners that ended, follow the registry, renew leases, share the sessions."""
         entries = await self._entries()
+        ended = [run for run in self.running.values() if run.task.done()]
+        for run in ended:
+            await self._ended(run)
+        if ended:  # a file that ended left the registry: it is not to be taken again from the entries read before
+            entries = await self._entries()
         for run in list(self.running.values()):
-            if run.task.done():
-                await self._ended(run)
-            elif entries.get(run.session_id) != run.entry:
+            if entries.get(run.session_id) != run.entry:
                 await self._stop(run)
                 await self._hand(run, ENDED, f"stopped: {describe(run.runner.counts)}", owner=self.owner)
                 log.info("session_stopped", session=run.session_id, user=run.user_id, owner=self.owner)
