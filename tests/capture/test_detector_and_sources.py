@@ -206,22 +206,24 @@ def test_a_pass_that_comes_back_late_gives_its_new_face_in_its_frame_and_each_on
     assert len(fourth.faces) == 1 and fourth.late == []
 
 
+class HeldPasses(FaceDetector):
+    """A detector whose full passes from the ``first_held``-th on wait for ``go``."""
+
+    def __init__(self, first_held: int) -> None:
+        super().__init__()
+        self.first_held = first_held
+        self.passes, self.go = 0, threading.Event()
+
+    def boxes(self, gray):
+        self.passes += 1
+        if self.passes >= self.first_held:
+            self.go.wait(PATIENCE_S)
+        return super().boxes(gray)
+
+
 async def test_a_runner_publishes_the_followed_faces_of_the_frames_after_a_full_pass_while_it_runs(redis, tmp_path):
-    class Held(FaceDetector):
-        """Its full passes after the first wait for ``go``."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.passes, self.go = 0, threading.Event()
-
-        def boxes(self, gray):
-            self.passes += 1
-            if self.passes > 1:
-                self.go.wait(PATIENCE_S)
-            return super().boxes(gray)
-
     cv2.imwrite(str(tmp_path / "obama.png"), cv2.imread(str(IMAGES / "obama.jpg")))
-    detector = Held()
+    detector = HeldPasses(first_held=2)
     # frame 1: a full pass, waited for by frame 2 (a file read frame by frame skips no pass), which gives the
     # face late in frame 1 and follows it; frame 3's pass is held, and frame 4 is followed all the same
     spec = parse_source(f"images:{tmp_path}?loop=1&fps=20&every_frame=1&session=s1")
@@ -243,19 +245,8 @@ async def test_a_runner_publishes_the_followed_faces_of_the_frames_after_a_full_
 
 
 async def test_faces_a_pass_finds_late_in_frames_older_than_the_bound_are_dropped_and_counted(redis, tmp_path):
-    class Slow(FaceDetector):
-        """Its first full pass waits for ``go``."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.go = threading.Event()
-
-        def boxes(self, gray):
-            self.go.wait(PATIENCE_S)
-            return super().boxes(gray)
-
     cv2.imwrite(str(tmp_path / "obama.png"), cv2.imread(str(IMAGES / "obama.jpg")))
-    detector = Slow()
+    detector = HeldPasses(first_held=1)
     spec = parse_source(f"images:{tmp_path}?loop=1&fps=20&every_frame=1&session=s1")
     runner = SourceRunner(spec, FaceTracker(detector, every=2), StreamProducer(redis, "crops", 100), late_max_s=0.05)
     before = _late_dropped(spec.name)
