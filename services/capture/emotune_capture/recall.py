@@ -190,10 +190,10 @@ def main(
     reference, ms = boxes(FaceDetector(settings.detector_options()), frames)
     print(f"{path.name}: {len(frames)} frames, full pass on every frame: {sum(map(len, reference))} faces, "
           f"{ms:.1f} ms a frame (one thread)")  # fmt: skip
-    print(f"{'configuration':40} {'ms/frame':>8} {'full passes':>11} {'recall':>7} {'steady':>7} {'extra/frame':>11}")
+    print(f"{'configuration':44} {'ms/frame':>8} {'full passes':>11} {'recall':>7} {'steady':>7} {'extra/frame':>11}")
     for name, run in configurations(settings, reference).items():
         r = run(frames)
-        print(f"{name:40} {r.ms_per_frame:8.1f} {r.full_passes or 0:11} {r.recall:7.1%} {r.steady_recall:7.1%} "
+        print(f"{name:44} {r.ms_per_frame:8.1f} {r.full_passes or 0:11} {r.recall:7.1%} {r.steady_recall:7.1%} "
               f"{r.extra_per_frame:11.3f}")  # fmt: skip
 
 
