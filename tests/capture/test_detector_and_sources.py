@@ -265,6 +265,16 @@ async def test_faces_a_pass_finds_late_in_frames_older_than_the_bound_are_droppe
     assert _late_dropped(spec.name) == before + 1
 
 
+async def test_the_faces_of_the_pass_out_when_a_source_ends_are_published(redis, tmp_path):
+    cv2.imwrite(str(tmp_path / "obama.png"), cv2.imread(str(IMAGES / "obama.jpg")))
+    spec = parse_source(f"images:{tmp_path}?every_frame=1&session=s1")  # one frame: its pass is still out at the end
+    runner = SourceRunner(spec, FaceTracker(FaceDetector()), StreamProducer(redis, "crops", 100))
+    counts = await asyncio.wait_for(runner.run(asyncio.Event()), PATIENCE_S)
+    assert counts.processed == 1 and counts.faces == 1
+    [(_, crop)] = await redis.xrange("crops")
+    assert int(decode(crop, messages_pb2.FaceCrop).frame_number) == 0
+
+
 def _late_dropped(source: str) -> float:
     return REGISTRY.get_sample_value("emotune_capture_late_faces_dropped_total", {"source": source}) or 0.0
 

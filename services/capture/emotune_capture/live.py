@@ -225,6 +225,7 @@ class SourceRunner:
         if self.error:
             log.error("source_failed", source=name, error=str(self.error))
             raise self.error
+        await self._last_pass(stop)
         log.info("source_end", source=name, **vars(self.counts))
         return self.counts
 
@@ -249,11 +250,17 @@ class SourceRunner:
         crops += [self._crop(f, number, captured_at_us) for f in faces]
         await self._publish(crops, stop)
         self.counts.processed += 1
-        self.counts.faces += len(crops)
         metrics.FRAMES_PROCESSED.labels(name).inc()
-        metrics.FACES.labels(name).inc(len(crops))
         if self.on_frame:
             self.on_frame(self.counts)
+
+    async def _last_pass(self, stop: asyncio.Event) -> None:
+        """Publish the new faces of the pass out when the source ended or was stopped: they were in its frames."""
+        if self._pass is None or not isinstance(self.detector, FaceTracker):
+            return
+        done, self._pass = self._pass.result(), None
+        late = self._fresh(self.detector.take_back(done))
+        await self._publish([self._crop(f, late_number, late_at_us) for (late_number, late_at_us), f in late], stop)
 
     async def _pass_back(self, tracker: FaceTracker) -> FullPass | None:
         """The full pass out, once it is done; a file read frame by frame waits for it when the next frame
@@ -284,9 +291,11 @@ class SourceRunner:
             metrics.SHEDDING.labels(self.spec.name).set(int(tracker.shed))
 
     async def _publish(self, crops: list[messages_pb2.FaceCrop], stop: asyncio.Event) -> None:
-        """Publish (when there are crops and a producer), riding out Redis being away. Meanwhile the reader
-        keeps only the newest frame (the others are dropped and counted), so the source never waits. A stop
-        asked for while Redis is away gives these crops up."""
+        """Count the faces and publish them (when there are crops and a producer), riding out Redis being away.
+        Meanwhile the reader keeps only the newest frame (the others are dropped and counted), so the source
+        never waits. A stop asked for while Redis is away gives these crops up."""
+        self.counts.faces += len(crops)
+        metrics.FACES.labels(self.spec.name).inc(len(crops))
         if not crops or self.producer is None:
             return
         if not await self.producer.publish_retrying(crops, stop):

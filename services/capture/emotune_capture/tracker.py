@@ -126,7 +126,7 @@ class FaceTracker:
             return self.detector.detect(gray)
         asked = self._step(gray)
         if asked is not None:
-            self._take_back(asked.run())
+            self.take_back(asked.run())
         return self._faces(gray)
 
     def follow(self, frame: np.ndarray, done: FullPass | None = None, tag: object = None) -> Followed:
@@ -139,7 +139,7 @@ class FaceTracker:
         gray = _gray(frame)
         if self.every == 1:
             return Followed(self.detector.detect(gray), [], None)
-        late = self._take_back(done) if done is not None else []
+        late = self.take_back(done) if done is not None else []
         asked = self._step(gray, tag)
         return Followed(self._faces(gray), late, asked)
 
@@ -178,8 +178,10 @@ class FaceTracker:
             return self.every_empty
         return 2 * self.every if self.shed else self.every
 
-    def _take_back(self, done: FullPass) -> list[tuple[object, Face]]:
-        """The faces a pass found replace the tracks they overlap in its frame, followed from there through
+    def take_back(self, done: FullPass) -> list[tuple[object, Face]]:
+        """Take back a pass with no frame to follow into (``follow`` does it with one): the source ended.
+
+        The faces a pass found replace the tracks they overlap in its frame, followed from there through
         the frames since; a track it missed is kept ``keep_missed`` passes. Returns the new faces in those
         frames. A pass from before a cut is stale: it is let go (another was asked for at the cut)."""
         if done.cuts != self._cuts:
