@@ -335,6 +335,7 @@ def refusals(log: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # every service started, a dozen waits: 2 minutes on a quiet machine, over 5 on a busy one
 def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_disk(
     acl_redis, frames_redis, model_server, recommender_models, tmp_path
 ):
