@@ -246,8 +246,7 @@ class SourceRunner:
         else:
             faces = await asyncio.to_thread(self.detector.detect, frame)
         metrics.DETECT_SECONDS.labels(name).observe(time.perf_counter() - started)
-        crops = [self._crop(f, late_number, late_at_us) for (late_number, late_at_us), f in self._fresh(late)]
-        crops += [self._crop(f, number, captured_at_us) for f in faces]
+        crops = self._late_crops(late) + [self._crop(f, number, captured_at_us) for f in faces]
         await self._publish(crops, stop)
         self.counts.processed += 1
         metrics.FRAMES_PROCESSED.labels(name).inc()
@@ -259,8 +258,7 @@ class SourceRunner:
         if self._pass is None or not isinstance(self.detector, FaceTracker):
             return
         done, self._pass = self._pass.result(), None
-        late = self._fresh(self.detector.take_back(done))
-        await self._publish([self._crop(f, late_number, late_at_us) for (late_number, late_at_us), f in late], stop)
+        await self._publish(self._late_crops(self.detector.take_back(done)), stop)
 
     async def _pass_back(self, tracker: FaceTracker) -> FullPass | None:
         """The full pass out, once it is done; a file read frame by frame waits for it when the next frame
@@ -270,14 +268,14 @@ class SourceRunner:
         done, self._pass = await self._pass, None
         return done
 
-    def _fresh(self, late: list[tuple[object, Face]]) -> list[tuple[object, Face]]:
-        """The late faces (oldest first) in frames young enough to be worth an event (``late_max_s``)."""
-        if not self.late_max_us or not late:
-            return late
-        oldest = now_us() - self.late_max_us
+    def _late_crops(self, late: list[tuple[object, Face]]) -> list[messages_pb2.FaceCrop]:
+        """Crops of the late faces (oldest first) in frames young enough to be worth an event (``late_max_s``),
+        each with its frame's number and time (the tags given to FaceTracker.follow)."""
+        oldest = now_us() - self.late_max_us if self.late_max_us else 0
         fresh = [(tag, face) for tag, face in late if tag[1] >= oldest]  # type: ignore[index]  # (number, time)
-        metrics.LATE_FACES_DROPPED.labels(self.spec.name).inc(len(late) - len(fresh))
-        return fresh
+        if len(fresh) < len(late):
+            metrics.LATE_FACES_DROPPED.labels(self.spec.name).inc(len(late) - len(fresh))
+        return [self._crop(face, number, captured_at_us) for (number, captured_at_us), face in fresh]
 
     def _crop(self, face: Face, number: int, captured_at_us: int) -> messages_pb2.FaceCrop:
         return crop_message(face, self.spec.session, self.spec.user, captured_at_us, number, self.spec.name)
