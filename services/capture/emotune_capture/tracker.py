@@ -147,7 +147,7 @@ class FaceTracker:
     def pass_wanted(self) -> bool:
         """The next frame would ask for a full pass, were none out: a caller that must not skip one
         (a file read frame by frame) waits for the one out before that frame."""
-        return self._lost or self._since_full + 1 >= self._due()
+        return self._pass_due(self._since_full + 1)
 
     def note_pressure(self, dropped_share: float) -> None:
         """The share of this source's recent frames dropped because detection was busy."""
@@ -165,13 +165,17 @@ class FaceTracker:
         if self._out:
             self._since_out = [*self._since_out[-MAX_LATE_FRAMES + 1 :], (tag, gray)]
             return None
-        if not (self._lost or self._since_full >= self._due()):
+        if not self._pass_due(self._since_full):
             return None
         self.full_passes += 1
         self._since_full = 0
         self._lost = False
         self._out = True
         return FullPass(gray, tag, self.detector, {t.id: t.box for t in self._tracks}, self._cuts)
+
+    def _pass_due(self, since_full: int) -> bool:
+        """A full pass is due ``since_full`` frames after the last: a face was lost, or the cadence says so."""
+        return self._lost or since_full >= self._due()
 
     def _due(self) -> int:
         if not (self._tracks or self.shed):
