@@ -407,10 +407,19 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
             client.delete(f"{base}/sessions/{video['id']}", headers=headers)
             _until(lambda: not admin.exists(capture_lease(video["id"])), PATIENCE_S, "the lease handed back")
 
-            # six frames, faces and events over bounds of 3, 5 and 5: each producer ran its trim script
-            _until(lambda: frames_admin.hget(stats_key(frames), "trimmed")
-                   and all(admin.hget(stats_key(s), "trimmed") for s in (faces, emotions)), PATIENCE_S,
-                   "capture, inference and the gateway trimming their streams")  # fmt: skip
+            # frames, faces and events over bounds of 3, 5 and 5: each producer ran its trim script. The browser
+            # goes on sending frames meanwhile, as a camera does: capture detects the newest frame, and on a
+            # busy machine the faces its full pass finds late are dropped as stale (EMOTUNE_DETECT_LATE_MAX_MS),
+            # so six frames need not make six crops.
+            def trimmed() -> bool:
+                if frames_admin.hget(stats_key(frames), "trimmed") and all(
+                        admin.hget(stats_key(s), "trimmed") for s in (faces, emotions)):  # fmt: skip
+                    return True
+                client.post(f"{base}/sessions/{session['id']}/frames", content=PHOTO,
+                            headers={**headers, "Content-Type": "image/jpeg"})  # fmt: skip
+                return False
+
+            _until(trimmed, PATIENCE_S, "capture, inference and the gateway trimming their streams")
             assert frames_admin.xlen(frames) and not admin.exists(frames)  # the frames went only there
             deleted = client.delete(f"{base}/data", headers=headers).json()
             assert deleted["deleted_keys"] > 0 and deleted["deleted_stream_entries"] > 0
