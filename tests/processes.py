@@ -56,11 +56,19 @@ PATIENCE_S = float(os.environ.get("EMOTUNE_TEST_PATIENCE_S", 300))
 T = TypeVar("T")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on, for a server to start on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nobody listens on, for a server to start on, and none this process handed out before: the
+    server given one a moment ago may not have bound it yet (a cluster's 6 nodes and their 6 bus ports)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_until(predicate: Callable[[], T], within: float, what: str, every: float = 0.05,
