@@ -18,7 +18,7 @@ from emotune.v1 import messages_pb2
 from emotune_capture import proxy
 from emotune_capture.detector import FaceDetector
 from emotune_capture.live import Counts, SourceRunner
-from emotune_capture.passes import pass_pool
+from emotune_capture.passes import PassPool
 from emotune_capture.sessions import SessionWatcher
 from emotune_capture.settings import CaptureSettings
 from emotune_capture.tracker import FaceTracker
@@ -50,7 +50,7 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     redis = connect(settings.redis_url)
     faces = ShardedProducer(redis, FACES, settings.stream.shards, settings.faces_maxlen)
     reconnect_s = settings.capture_reconnect_s
-    passes = pass_pool(settings.detect_threads, settings.detect_nice)
+    passes = PassPool(settings.detect_threads, settings.detect_nice)
     jobs: list[tuple[str, Coroutine[Any, Any, Any]]] = [
         (spec.name, SourceRunner(spec, tracker(settings, spec, i), faces.for_session(spec.session),
                                  reconnect_s=reconnect_s, passes=passes,
@@ -155,7 +155,7 @@ def run(
         stop_on_signals(stop)
         try:
             runner = SourceRunner(spec, tracker(settings, spec), producer, show, settings.capture_reconnect_s,
-                                  pass_pool(settings.detect_threads, settings.detect_nice),
+                                  PassPool(settings.detect_threads, settings.detect_nice),
                                   settings.detect_late_max_ms / 1000)  # fmt: skip
             return await runner.run(stop)
         finally:

@@ -20,7 +20,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ from emotune.v1 import messages_pb2
 from emotune_capture import metrics
 from emotune_capture.crops import Detects, crop_message
 from emotune_capture.detector import Face
-from emotune_capture.passes import run_timed
+from emotune_capture.passes import PassPool, run_timed
 from emotune_capture.sources import Pacer, native_fps, open_frames
 from emotune_capture.tracker import FaceTracker, FullPass
 from emotune_common.egress import StreamRefused, redacted
@@ -105,12 +104,12 @@ class SourceRunner:
         producer: StreamProducer | None,
         on_frame: Callable[[Counts], None] | None = None,
         reconnect_s: float = 0.0,
-        passes: Executor | None = None,
+        passes: PassPool | None = None,
         late_max_s: float = 0.0,
     ) -> None:
         """``reconnect_s``: how long a stream that stopped is tried again (0: not at all); ``passes``: where a
-        tracker's full passes run (passes.py; None: asyncio's default executor); ``late_max_s``: how old a
-        frame may be for the faces a pass found late in it to be published (0: any)."""
+        tracker's full passes run (passes.py; None: asyncio's default executor, in the order asked);
+        ``late_max_s``: how old a frame may be for the faces a pass found late in it to be published (0: any)."""
         self.spec = spec
         self.detector = detector
         self.producer = producer
@@ -242,7 +241,7 @@ class SourceRunner:
             followed = await asyncio.to_thread(self.detector.follow, frame, done, (number, captured_at_us))
             faces, late = followed.faces, followed.late
             if followed.asked is not None:
-                self._pass = asyncio.get_running_loop().run_in_executor(self.passes, run_timed, followed.asked, name)
+                self._ask(followed.asked)
         else:
             faces = await asyncio.to_thread(self.detector.detect, frame)
         metrics.DETECT_SECONDS.labels(name).observe(time.perf_counter() - started)
@@ -252,6 +251,15 @@ class SourceRunner:
         metrics.FRAMES_PROCESSED.labels(name).inc()
         if self.on_frame:
             self.on_frame(self.counts)
+
+    def _ask(self, asked: FullPass) -> None:
+        """Run the pass asked for beside the frames; one still out was made stale (a cut): it is cancelled."""
+        if self._pass is not None:
+            self._pass.cancel()
+        if self.passes is None:
+            self._pass = asyncio.get_running_loop().run_in_executor(None, run_timed, asked, self.spec.name)
+        else:
+            self._pass = asyncio.wrap_future(self.passes.submit(asked.urgent, run_timed, asked, self.spec.name))
 
     async def _last_pass(self, stop: asyncio.Event) -> None:
         """Publish the new faces of the pass out when the source ended or was stopped: they were in its frames."""

@@ -20,6 +20,10 @@ FULL_PASS_SECONDS = Histogram(
     "emotune_capture_full_pass_seconds", "A tracker's full Haar pass, run beside the frames", ["source"],
     buckets=(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
 )  # fmt: skip
+FULL_PASS_WAIT_SECONDS = Histogram(
+    "emotune_capture_full_pass_wait_seconds", "How long a full pass waited for a thread of the pass pool",
+    buckets=(0.001, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
+)  # fmt: skip
 STREAMS_LOST = Counter(
     "emotune_capture_streams_lost_total", "Times a stream stopped giving frames after it had played", ["source"]
 )

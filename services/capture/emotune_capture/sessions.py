@@ -52,13 +52,13 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
 
 from emotune_capture.crops import Detects
 from emotune_capture.live import Counts, SourceRunner
+from emotune_capture.passes import PassPool
 from emotune_capture.settings import CaptureSettings
 from emotune_common.consumer import default_consumer_name
 from emotune_common.keys import CAPTURE_INSTANCES, CAPTURE_SESSIONS, capture_lease, session_key
@@ -158,7 +158,7 @@ class SessionWatcher:
         faces: ShardedProducer,
         detectors: Callable[[SourceSpec, int], Detects],
         owner: str | None = None,
-        passes: Executor | None = None,
+        passes: PassPool | None = None,
     ) -> None:
         """``detectors(spec, i)`` makes the detector of ``spec``, the ``i``-th session started here;
         ``owner`` names this instance in the leases (default: the consumer name, else host and pid);

@@ -31,7 +31,9 @@ threads of their own, at a lower priority than tracking and publishing); the pas
 tracker with a later frame, and what it found is followed from its frame into that one. Meanwhile no
 other pass is asked for. So the followed faces of every frame are published within a millisecond or two
 however long a pass takes, and a face the pass found new is given late, in the pass's frame and in each
-frame followed since (the tracker keeps those frames while a pass is out). On the sample video, passes
+frame followed since (the tracker keeps those frames while a pass is out). A pass asked because faces
+were lost (one, or every one at a cut) is ``urgent``: capture's pass pool runs it before the others
+(passes.py). On the sample video, passes
 back 1 to 10 frames late find the same 97.5% when a file waits for the pass out before the next is due
 (:attr:`FaceTracker.pass_wanted`); a live source waits for nothing, and its passes then come less
 often: 97.5% back 1 frame late, 96.6% 2 frames, 95.6% 3 (``python -m emotune_capture.recall``).
@@ -78,6 +80,7 @@ class FullPass:
     detector: FaceDetector
     followed: dict[int, Box]  # the tracks' boxes in ``gray``, by id
     cuts: int  # the cuts the tracker had seen: one after it makes the pass stale
+    urgent: bool = False  # asked because faces were lost (one, or all at a cut): run it before the others
     boxes: list[Box] = field(default_factory=list)
 
     def run(self) -> FullPass:
@@ -159,7 +162,8 @@ class FaceTracker:
         if self._is_cut(gray):
             self._tracks = []
             self._cuts += 1
-            self._out, self._since_out = False, []  # the pass out is stale: one on this frame instead
+            self._lost = True  # every face followed: a pass on this frame at once
+            self._out, self._since_out = False, []  # the pass out is stale: this one instead
         self._since_full += 1
         self._follow_all(gray)
         if self._out:
@@ -169,9 +173,9 @@ class FaceTracker:
             return None
         self.full_passes += 1
         self._since_full = 0
-        self._lost = False
+        urgent, self._lost = self._lost, False
         self._out = True
-        return FullPass(gray, tag, self.detector, {t.id: t.box for t in self._tracks}, self._cuts)
+        return FullPass(gray, tag, self.detector, {t.id: t.box for t in self._tracks}, self._cuts, urgent)
 
     def _pass_due(self, since_full: int) -> bool:
         """A full pass is due ``since_full`` frames after the last: a face was lost, or the cadence says so."""
