@@ -109,14 +109,15 @@ class SourceRunner:
     ) -> None:
         """``reconnect_s``: how long a stream that stopped is tried again (0: not at all); ``passes``: where a
         tracker's full passes run (passes.py; None: asyncio's default executor, in the order asked);
-        ``late_max_s``: how old a frame may be for the faces a pass found late in it to be published (0: any)."""
+        ``late_max_s``: how old a frame may be for the faces a pass found late in it to be published (0: any;
+        a file read frame by frame publishes every face: it is read for them all, not for the newest)."""
         self.spec = spec
         self.detector = detector
         self.producer = producer
         self.on_frame = on_frame
         self.reconnect_s = reconnect_s if spec.kind == "stream" else 0.0
         self.passes = passes
-        self.late_max_us = round(late_max_s * 1e6)
+        self.late_max_us = 0 if spec.every_frame else round(late_max_s * 1e6)
         self._pass: asyncio.Future[FullPass] | None = None  # a tracker's full pass out
         self.counts = Counts()
         self.dropped_share = 0.0  # of the recent frames under the cap, dropped because detection was busy

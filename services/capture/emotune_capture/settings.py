@@ -42,7 +42,7 @@ class CaptureSettings(SourceSettings):
         10, ge=0, le=19, description="Niceness added to the full passes' threads, so tracking and publishing go first"
     )
     detect_late_max_ms: float = Field(
-        500.0, ge=0, description="A face a full pass finds late is published for frames at most this old (0: any)"
+        100.0, ge=0, description="A face a full pass finds late is published for frames at most this old (0: any)"
     )
     detect_shed_at: float = Field(
         0.05, ge=0, le=1, description="Shed optional full passes while this share of frames is dropped (0: never)"
