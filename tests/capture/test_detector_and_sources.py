@@ -27,6 +27,7 @@ from emotune_common.sources import SourceError, parse_source
 from ..common.helpers import wait_for
 from ..conftest import DATA_DIR
 from ..processes import PATIENCE_S
+from .shots import two_shots
 
 IMAGES = DATA_DIR / "images"
 VIDEO = DATA_DIR / "video" / "short_hamilton_clip.mp4"
@@ -294,12 +295,7 @@ async def _more_crops(redis, n: int) -> bool:
 
 
 def test_a_cut_is_detected_again_at_once_and_a_face_that_leaves_is_dropped():
-    obama = cv2.imread(str(IMAGES / "obama.jpg"), cv2.IMREAD_GRAYSCALE)
-    blank = np.full_like(obama, 128)
-    portrait = cv2.imread(str(IMAGES / "biden.jpg"), cv2.IMREAD_GRAYSCALE)
-    portrait = cv2.resize(portrait, None, fx=obama.shape[0] / portrait.shape[0], fy=obama.shape[0] / portrait.shape[0])
-    biden = blank.copy()  # the same frame size: the next shot of the same video
-    biden[:, : portrait.shape[1]] = portrait
+    obama, biden, blank = two_shots()
     detector = FaceDetector()
     [at_obama], [at_biden] = detector.detect(obama), detector.detect(biden)
     tracker = FaceTracker(detector, every=100)

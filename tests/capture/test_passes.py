@@ -7,17 +7,14 @@ import sys
 import threading
 
 import cv2
-import numpy as np
 import pytest
 
 from emotune_capture.detector import FaceDetector
 from emotune_capture.passes import PassPool
 from emotune_capture.tracker import FaceTracker
 
-from ..conftest import DATA_DIR
 from ..processes import PATIENCE_S
-
-IMAGES = DATA_DIR / "images"
+from .shots import two_shots
 
 
 @pytest.fixture
@@ -65,12 +62,7 @@ def test_the_passes_run_at_a_lower_priority_than_the_rest_of_capture(opencv_thre
 
 
 def test_a_pass_asked_at_a_cut_or_for_a_lost_face_is_urgent_and_one_on_the_cadence_is_not():
-    obama = cv2.imread(str(IMAGES / "obama.jpg"), cv2.IMREAD_GRAYSCALE)
-    blank = np.full_like(obama, 128)
-    portrait = cv2.imread(str(IMAGES / "biden.jpg"), cv2.IMREAD_GRAYSCALE)
-    portrait = cv2.resize(portrait, None, fx=obama.shape[0] / portrait.shape[0], fy=obama.shape[0] / portrait.shape[0])
-    biden = blank.copy()  # the same frame size: the next shot of the same video
-    biden[:, : portrait.shape[1]] = portrait
+    obama, biden, _ = two_shots()
     tracker = FaceTracker(FaceDetector(), every=2)
     first = tracker.follow(obama).asked
     assert first is not None and not first.urgent  # nothing was followed before
