@@ -381,10 +381,14 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
             session = client.post(f"{base}/sessions", json={"source": "upload"}, headers=headers).json()
             # its frames, crops and events: all on the session's shard
             frames, faces, emotions = (session_stream(s, session["id"], shards) for s in (FRAMES, FACES, EMOTIONS))
-            for _ in range(6):  # browser frames: gateway -> capture -> inference -> recommender
+
+            def send_frame() -> None:  # a browser frame: gateway -> capture -> inference -> recommender
                 r = client.post(f"{base}/sessions/{session['id']}/frames", content=PHOTO,
                                 headers={**headers, "Content-Type": "image/jpeg"})  # fmt: skip
                 assert r.status_code == 202, r.text
+
+            for _ in range(6):
+                send_frame()
             _until(lambda: client.get(f"{base}/sessions/{session['id']}/mood", headers=headers).status_code == 200,
                    PATIENCE_S, "the recommender's mood of the session")  # fmt: skip
             history = client.get(f"{base}/sessions/{session['id']}/mood/history", headers=headers).json()
@@ -415,8 +419,7 @@ def test_the_whole_system_runs_with_a_user_per_service_and_frames_never_reach_a_
                 if frames_admin.hget(stats_key(frames), "trimmed") and all(
                         admin.hget(stats_key(s), "trimmed") for s in (faces, emotions)):  # fmt: skip
                     return True
-                client.post(f"{base}/sessions/{session['id']}/frames", content=PHOTO,
-                            headers={**headers, "Content-Type": "image/jpeg"})  # fmt: skip
+                send_frame()
                 return False
 
             _until(trimmed, PATIENCE_S, "capture, inference and the gateway trimming their streams")
