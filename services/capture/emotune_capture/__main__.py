@@ -54,7 +54,7 @@ async def _serve(settings: CaptureSettings, stop: asyncio.Event) -> None:
     jobs: list[tuple[str, Coroutine[Any, Any, Any]]] = [
         (spec.name, SourceRunner(spec, tracker(settings, spec, i), faces.for_session(spec.session),
                                  reconnect_s=reconnect_s, passes=passes,
-                                 late_max_s=settings.detect_late_max_ms / 1000).run(stop))
+                                 late_max_s=settings.detect_late_max_s).run(stop))
         for i, spec in enumerate(specs)
     ]  # fmt: skip
     frames_redis = connect_or_reuse(settings.frames_url(), redis, settings.redis_url)
@@ -156,7 +156,7 @@ def run(
         try:
             runner = SourceRunner(spec, tracker(settings, spec), producer, show, settings.capture_reconnect_s,
                                   PassPool(settings.detect_threads, settings.detect_nice),
-                                  settings.detect_late_max_ms / 1000)  # fmt: skip
+                                  settings.detect_late_max_s)  # fmt: skip
             return await runner.run(stop)
         finally:
             bar.close()

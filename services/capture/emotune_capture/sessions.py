@@ -297,7 +297,7 @@ class SessionWatcher:
         stop = asyncio.Event()
         runner = SourceRunner(spec, self.detectors(spec, self._started - 1), self.faces.for_session(session_id),
                               reconnect_s=self.settings.capture_reconnect_s, passes=self.passes,
-                              late_max_s=self.settings.detect_late_max_ms / 1000)  # fmt: skip
+                              late_max_s=self.settings.detect_late_max_s)  # fmt: skip
         task = asyncio.create_task(runner.run(stop), name=f"session-{session_id}")
         task.add_done_callback(lambda _: self._wake.set())  # report an end or a failure at once
         run = _Running(session_id, user_id, entry, spec, runner, stop, task, time.monotonic(), keep_until)

@@ -55,6 +55,11 @@ class CaptureSettings(SourceSettings):
         16_777_216, ge=1, description="Uploaded frames larger than this are refused from their header, undecoded"
     )
 
+    @property
+    def detect_late_max_s(self) -> float:
+        """``detect_late_max_ms`` in seconds, as the runners take it."""
+        return self.detect_late_max_ms / 1000
+
     def detector_options(self, min_face: float = 0.0) -> DetectorOptions:
         """The detector's options; ``min_face`` (a source's own, when it names one) overrides the default."""
         return DetectorOptions(
