@@ -236,22 +236,29 @@ def _release_section(name: str, release: dict) -> list[str]:
     def names(networks: list[str]) -> str:  # a run's checkpoint by its folder, an exported version by its number
         return " + ".join(Path(n).parent.name if n.endswith(".h5") else f"version {Path(n).name}" for n in networks)
 
-    chosen = release["chosen"]
+    chosen, ece = release["chosen"], release["val_ece"]
     rows = [f"| {names(c['networks'])} | {' + '.join(c['views'])} | {c['passes']} | "
             f"{c['val_accuracy']:.2%} | {c['val_nll']:.3f} |" for c in release["candidates"]]  # fmt: skip
     return [
         f"## How {name} was chosen",
         "",
         f"Every combination of the networks and views within {release['budget_passes']} forward passes a face, "
-        "on validation (before the temperature):",
+        "on validation (before calibration):",
         "",
         "| networks | views | passes | accuracy | NLL |",
         "| --- | --- | ---: | ---: | ---: |",
         *rows,
         "",
-        f"Chosen: {names(chosen['networks'])} x {' + '.join(chosen['views'])}; "
-        f"temperature {release['temperature']}, validation ECE {release['val_ece_before']} -> "
-        f"{release['val_ece_after']}.",
+        f"Chosen: {names(chosen['networks'])} x {' + '.join(chosen['views'])}, "
+        f"{release['val_accuracy_calibrated']:.2%} on validation once calibrated. Its calibration, fitted on "
+        "validation (ECE in-sample, and cross-fitted: fitted on one random half, scored on the other, "
+        "averaged over 5 splits):",
+        "",
+        "| calibration | ECE | cross-fitted ECE |",
+        "| --- | ---: | ---: |",
+        f"| none | {ece['none']:.4f} | |",
+        f"| one temperature, {release['temperature']} | {ece['temperature']:.4f} | {ece['temperature_crossfit']:.4f} |",
+        f"| a temperature and a bias per class (served) | {ece['classwise']:.4f} | {ece['classwise_crossfit']:.4f} |",
         "",
     ]
 

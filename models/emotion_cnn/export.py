@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from models.emotion_cnn import IMAGE_SIZE, INPUT_KEY, OUTPUT_KEY, SIGNATURE
+from models.emotion_cnn.calibration import Calibration
 from models.emotion_cnn.warmup import write_warmup
 
 #: The test-time views a served model may average: the face as it is, and its mirror image.
@@ -22,11 +23,12 @@ def next_version(base_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def calibrated(probabilities, temperature: float):
-    """``softmax(log(p) / T)``: the same ranking of labels, confidences scaled by one fitted number."""
-    if temperature == 1.0:
+def calibrated(probabilities, calibration: Calibration | None):
+    """What :meth:`Calibration.apply` computes, in the served graph (``None``: as they are)."""
+    if calibration is None:
         return probabilities
-    return tf.nn.softmax(tf.math.log(tf.maximum(probabilities, 1e-12)) / temperature, axis=-1)
+    logits = tf.math.log(tf.maximum(probabilities, 1e-12)) * tf.constant(calibration.scales, tf.float32)
+    return tf.nn.softmax(logits + tf.constant(calibration.biases, tf.float32), axis=-1)
 
 
 def export_savedmodel(
@@ -34,16 +36,15 @@ def export_savedmodel(
     base_dir: Path,
     version: int | None = None,
     views: Sequence[str] = ("identity", "mirror"),
-    temperature: float = 1.0,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write ``base_dir/<version>/`` with signature ``serving_default``: images -> probabilities.
 
     The served function averages the probabilities of every network over every view (test-time
-    augmentation; an ensemble when there are several networks), then divides the log-probabilities by
-    ``temperature`` (calibration fitted on validation), so that what mood smoothing averages is
-    calibrated. Each network and view costs one forward pass. The version carries its warmup requests
-    (warmup.py). It appears atomically (written beside, then renamed), so a server that polls the folder
-    never loads a half-written model.
+    augmentation; an ensemble when there are several networks), then applies ``calibration`` (fitted
+    on validation), so that what mood smoothing averages is calibrated. Each network and view costs
+    one forward pass. The version carries its warmup requests (warmup.py). It appears atomically
+    (written beside, then renamed), so a server that polls the folder never loads a half-written model.
     """
     members = [models] if isinstance(models, keras.Model) else list(models)
     unknown = sorted(set(views) - set(VIEWS))
@@ -60,7 +61,7 @@ def export_savedmodel(
 
     def serve(images):
         passes = [member(VIEWS[view](images), training=False) for member in members for view in views]
-        return {OUTPUT_KEY: calibrated(tf.add_n(passes) / len(passes), temperature)}
+        return {OUTPUT_KEY: calibrated(tf.add_n(passes) / len(passes), calibration)}
 
     # The endpoint tracks the variables it uses; tracking the networks as well would store each weight
     # twice (Keras's ExportArchive does not deduplicate the two), doubling the version's size.

@@ -1,14 +1,15 @@
 """Make a served version out of trained networks: choose the networks and test-time views on
-validation within a cost budget, fit the temperature, export.
+validation within a cost budget, fit the calibration, export.
 
-    python -m models.emotion_cnn.release --weights models/emotion_cnn/checkpoints/finetune-v1/best.weights.h5 \\
-        --member models/emotion_cnn/1 --budget 2
+    python -m models.emotion_cnn.release --weights models/emotion_cnn/checkpoints/long/best.weights.h5 \\
+        --member models/emotion_cnn/1 --budget 2 --version 2
 
 Every network and view costs one forward pass per face, so the candidates are every combination of
 the networks given (trained weights and exported versions) with one or both views, and only those of
 at most ``--budget`` passes compete (version 1 serves 2: one network, both views). The most accurate
-on validation is exported, with the temperature fitted on validation inside it. What each candidate
-scored is written to ``release.json`` in the new version, for REPORT.md.
+on validation is exported, with a temperature and a bias per class fitted on validation inside it
+(calibration.py; one shared temperature is fitted and reported beside it). What each candidate and
+each calibration scored is written to ``release.json`` in the new version, for REPORT.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,14 @@ def main(
     export_dir: Path = typer.Option(HERE, help="Where the new version is written"),
     version: int = typer.Option(None, help="Version number (default: the next one)"),
 ) -> None:
-    from models.emotion_cnn.calibration import fit_temperature, nll, reliability, tempered
+    from models.emotion_cnn.calibration import (
+        Calibration,
+        crossfit_ece,
+        fit_classwise,
+        fit_temperature,
+        nll,
+        reliability,
+    )
     from models.emotion_cnn.data import DEFAULT_DATA_DIR, fer_path, load_npz
     from models.emotion_cnn.export import export_savedmodel
     from models.emotion_cnn.network import build_model
@@ -84,15 +93,22 @@ def main(
         typer.echo(f"  {len(members)} network(s) x {'+'.join(views)}: {accuracy:.4f}")
     best = max(scored, key=lambda s: (s["val_accuracy"], -s["passes"]))
     p = best.pop("_p")
-    temperature = fit_temperature(p, y_val)
-    before, after = reliability(p, y_val), reliability(tempered(p, temperature), y_val)
-    typer.echo(f"chosen: {best['networks']} x {best['views']}; temperature {temperature:.3f}, "
-               f"ECE {before['ece']:.4f} -> {after['ece']:.4f}")  # fmt: skip
-    path = export_savedmodel([networks[m] for m in best["networks"]], export_dir, version, best["views"], temperature)
+    fits = {"temperature": lambda q, y: Calibration.temperature(fit_temperature(q, y)), "classwise": fit_classwise}
+    calibrations = {name: fit(p, y_val) for name, fit in fits.items()}
+    ece = {"none": round(reliability(p, y_val)["ece"], 4)}
+    for name, calibration in calibrations.items():
+        ece[name] = round(reliability(calibration.apply(p), y_val)["ece"], 4)
+        ece[f"{name}_crossfit"] = round(crossfit_ece(p, y_val, fits[name]), 4)
+    calibration = calibrations["classwise"]
+    typer.echo(f"chosen: {best['networks']} x {best['views']}; validation ECE {ece}")
+    path = export_savedmodel([networks[m] for m in best["networks"]], export_dir, version, best["views"], calibration)
     for s in scored:
         s.pop("_p", None)
-    release = {"chosen": best, "temperature": round(temperature, 4), "val_ece_before": round(before["ece"], 4),
-               "val_ece_after": round(after["ece"], 4), "budget_passes": budget, "candidates": scored}  # fmt: skip
+    calibrated_accuracy = float((calibration.apply(p).argmax(axis=1) == y_val).mean())
+    release = {"chosen": best, "val_accuracy_calibrated": round(calibrated_accuracy, 4),
+               "temperature": round(1 / calibrations["temperature"].scales[0], 4),
+               "classwise": {k: [round(v, 4) for v in vs] for k, vs in asdict(calibration).items()},
+               "val_ece": ece, "budget_passes": budget, "candidates": scored}  # fmt: skip
     (path / "release.json").write_text(json.dumps(release, indent=2) + "\n")
     typer.echo(f"exported {path}")
 
