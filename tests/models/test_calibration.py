@@ -91,7 +91,7 @@ def _calibration_of(version: Path) -> Calibration | None:
     return Calibration(**json.loads(release.read_text())["classwise"]) if release.exists() else None
 
 
-@pytest.mark.parametrize("version", ["1"])
+@pytest.mark.parametrize("version", ["1", "2"])
 def test_a_network_starts_from_an_exported_version_even_when_built_second(version):
     """Version 1 was exported with its network tracked, version 2 by export.py, which exposes the weights
     only through the serving function: both give their network back, the one that serves what they do."""
