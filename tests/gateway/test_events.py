@@ -50,11 +50,11 @@ def mood(user_id: str, session_id: str) -> dict:
     return encode(change)
 
 
-def recommendations(user_id: str, session_id: str) -> dict:
+def recommendations(user_id: str, session_id: str, policy: int = messages_pb2.MATCH) -> dict:
     item = messages_pb2.Recommendation(artist_id="89", artist_name="Lady Gaga", score=0.9, genres=["pop"],
                                        tracks=[messages_pb2.Track(spotify_id="t1", name="Poker Face")])  # fmt: skip
     return encode(messages_pb2.RecommendationSet(header=make_header(session_id, user_id), mood=messages_pb2.HAPPY,
-                                                 policy=messages_pb2.MATCH, items=[item]))  # fmt: skip
+                                                 policy=policy, items=[item]))  # fmt: skip
 
 
 def shard(stream: str, session_id: str) -> str:
@@ -109,6 +109,29 @@ def test_resume_from_the_last_event_id_misses_nothing(client, users, stack):
     assert live[0]["data"]["frame_number"] == 6
     with client.websocket_connect(f"{base}&last_event_id={last}&session=s2&types=emotion") as ws:
         assert [e["data"]["frame_number"] for e in receive(ws, 2)] == [2, 4]
+
+
+def test_a_set_from_a_newer_recommender_arrives_and_the_events_after_it_too(client, users, stack):
+    """A policy this gateway does not know yet (a recommender upgraded first): the set reaches the listener
+    with its tracks and no policy name, live and replayed, and the shard's later events follow it."""
+    store = redis.Redis.from_url(stack.redis_url)
+    alice = users("alice")
+    base = f"/v1/users/{alice.id}/events/ws?key={alice.key}"
+    unknown = max(messages_pb2.Policy.values()) + 7
+    with client.websocket_connect(base) as ws:
+        store.xadd(shard(EMOTIONS, "s1"), emotion(alice.id, "s1", frame=1))
+        first = receive(ws, 1)[0]
+        store.xadd(shard(RECOMMENDATIONS, "s1"), recommendations(alice.id, "s1", policy=unknown))
+        store.xadd(shard(EMOTIONS, "s1"), emotion(alice.id, "s1", frame=2))
+        live = receive(ws, 2)
+    with client.websocket_connect(f"{base}&last_event_id={first['id']}") as ws:
+        replayed = receive(ws, 2)
+    for got in (live, replayed):  # two streams: written in the same millisecond, their order is open
+        by_type = {e["type"]: e["data"] for e in got}
+        assert sorted(by_type) == ["emotion", "recommendations"]
+        assert by_type["recommendations"]["policy"] is None
+        assert by_type["recommendations"]["items"][0]["artist_name"] == "Lady Gaga"
+        assert by_type["emotion"]["frame_number"] == 2
 
 
 def test_sse_streams_and_resumes_with_last_event_id(client, users, stack):

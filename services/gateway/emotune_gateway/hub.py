@@ -236,7 +236,12 @@ class Hub:
         await asyncio.gather(*(self._read(shard, stop) for shard in range(self.shards)))
 
     async def _read(self, shard: int, stop: asyncio.Event) -> None:
-        """The reader of one shard: both of its streams in one blocking XREAD (one slot)."""
+        """The reader of one shard: both of its streams in one blocking XREAD (one slot).
+
+        Nothing but ``stop`` ends it: were it to end, its shard's events would stop while the gateway looks
+        well. Redis away (a restart, a failover; a connection that hangs times out, redis-py's socket
+        timeout) and any other error are logged and the read made again, with backoff.
+        """
         names = {shard_stream(stream, shard): stream for stream in STREAMS}
         backoff = 0.1
         while not stop.is_set():
@@ -248,13 +253,15 @@ class Hub:
                     count=self.count,
                     block=self.block_ms,
                 )
+                self.dispatch(shard, _merge((names[s.decode()], entries) for s, entries in reply or []))
                 backoff = 0.1
-            except TRANSIENT_ERRORS as e:
-                log.warning("hub_read_failed", shard=shard, error=str(e), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
                 continue
-            self.dispatch(shard, _merge((names[s.decode()], entries) for s, entries in reply or []))
+            except TRANSIENT_ERRORS as e:
+                log.warning("hub_read_failed", shard=shard, error=f"{type(e).__name__}: {e}", retry_in_s=backoff)
+            except Exception:
+                log.exception("hub_read_crashed", shard=shard, retry_in_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     def dispatch(self, shard: int, entries: list[tuple[str, str, dict[bytes, bytes]]]) -> None:
         """Offer one shard's entries (stream, entry id, fields) to the subscriptions of their users."""

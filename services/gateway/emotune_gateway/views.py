@@ -14,6 +14,14 @@ def label(value: int) -> str | None:
     return EMOTIONS[value - 1] if 1 <= value <= len(EMOTIONS) else None
 
 
+def policy(value: int) -> str | None:
+    """The lower-case name of a Policy enum value: None when unspecified, or of a value newer than this
+    gateway (a recommender that knows more policies: its sets still reach the listener)."""
+    if value not in messages_pb2.Policy.values() or not value:
+        return None
+    return messages_pb2.Policy.Name(value).lower()
+
+
 def by_label(values) -> dict[str, float]:
     return {name: round(float(v), 4) for name, v in zip(EMOTIONS, values, strict=False)}
 
@@ -58,7 +66,7 @@ def recommendations(rs: messages_pb2.RecommendationSet) -> dict[str, Any]:
     return {
         "session_id": rs.header.session_id,
         "mood": label(rs.mood),
-        "policy": messages_pb2.Policy.Name(rs.policy).lower() if rs.policy else None,
+        "policy": policy(rs.policy),
         "model_version": rs.model_version,
         "created_at_us": rs.header.created_at_us,
         "items": [recommendation(r) for r in rs.items],
