@@ -569,3 +569,14 @@ class Subscriber:
         got = {r.entry for r in self.snapshot()}
         last = {name: (name, entry_id) for name, entry_id in emotions + recommendations}  # each shard's last
         return all(entry in got for entry in last.values())
+
+    def wait_caught_up(self, system: FaultSystem, user: str, within: float = PATIENCE_S) -> None:
+        """Wait until it has the last event of its user in every shard of both streams; the TimeoutError says
+        what it lacks, how its connections went and what the services logged."""
+
+        def detail() -> str:
+            lacking = self.check(system.ledger(), user)
+            return "\n".join([*lacking, f"connections {self.connected[-5:]}, drops {self.dropped[-5:]}", system.logs()])
+
+        wait_until(lambda: self.caught_up(system.ledger(), user), within, "the subscriber to get every event",
+                   detail=detail)  # fmt: skip

@@ -21,8 +21,7 @@ from emotune_common.shards import session_stream, shard_of
 from emotune_common.streams import EMOTIONS, FACES
 
 from ..cluster import RedisCluster
-from ..processes import PATIENCE_S
-from .faults import SESSION, USER, FaultSystem, Subscriber, wait_until
+from .faults import SESSION, USER, FaultSystem, Subscriber
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -92,7 +91,7 @@ def test_sessions_on_every_master_lose_nothing_through_a_failover(system: Cluste
         system.wait_new(EMOTIONS, after, 30)  # the flow goes on over the new master
         system.stop_capture()
         system.settle()
-        wait_until(lambda: subscriber.caught_up(system.ledger(), USER), PATIENCE_S, "the subscriber to get every event")
+        subscriber.wait_caught_up(system, USER)
         ledger = system.ledger()
         problems = ledger.problems(system.poison) + subscriber.check(ledger, USER)
         down = [p for p in system.services.values() if not p.alive and p.name != "capture"]

@@ -106,7 +106,7 @@ def finish(system: FaultSystem, subscriber: Subscriber, results: Results, since_
     """Stop capture, drain, check everything, and write the record (before asserting, so it is kept)."""
     system.stop_capture()
     _, took = system.settle()
-    wait_until(lambda: subscriber.caught_up(system.ledger(), USER), PATIENCE_S, "the subscriber to get every event")
+    subscriber.wait_caught_up(system, USER)
     ledger = system.ledger()
     window = ledger.window(since_faces)
     problems = ledger.problems(system.poison) + subscriber.check(ledger, USER)
