@@ -91,11 +91,11 @@ train-v2: setup
 	$(BIN)/python -m models.emotion_cnn.release --weights $(V2_RUN)/best.weights.h5 --member models/emotion_cnn/1 \
 		--budget 2 --version 2
 
-# The next step (issue 10/12): a second network like version 2's with another seed, to serve the two as an
-# ensemble, one view each, at the same 2 forward passes a face (the mirror view buys version 2's network only
-# 0.1 points). It spans sessions like version 2's run: its checkpoint (models/emotion_cnn/checkpoints/long-b)
-# is committed between them, replaced each time. The release weighs it beside the networks of versions 1
-# and 2 and exports the best as the next free version.
+# Version 3 (issue 10/12), as it was made: a second network like version 2's with another seed. The release
+# weighs it beside the networks of versions 1 and 2, one view or both, within 2 forward passes a face, and
+# exported it with its mirror view (an ensemble of the two long networks, one view each, scored below it).
+# Its run checkpoints to models/emotion_cnn/checkpoints/long-b (run it again to resume); the release exports
+# the next free version (move the committed one aside to make version 3 again).
 train-ensemble: setup
 	$(BIN)/python -m models.emotion_cnn.train --epochs 150 --optimizer sgd --learning-rate 0.01 --warmup 2 \
 		--label-smoothing 0.1 --erasing 0.5 --seed 12 --checkpoint-dir models/emotion_cnn/checkpoints/long-b --no-export
