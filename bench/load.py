@@ -2,10 +2,10 @@
 
 Every service runs as a real process, as deployed (tests/processes.py's ``System``): a private
 redis-server with AOF on and one for raw frames that keeps nothing on disk, the model server, the
-capture service reading 8 looping copies of the sample video at 10 fps each in real time
-(newest-frame mode, as cameras run), 2 inference workers, the recommender (a model trained into a
-temporary folder first) and the gateway, with one WebSocket subscriber per stream's user in this
-process, so the whole path through to subscribers is loaded.
+capture service reading 8 looping copies of the sample video at 10 fps each in real time (newest-frame
+mode, as cameras run), 2 inference workers, the recommender (a model trained into a temporary folder
+first, or a copy of EMOTUNE_RECOMMENDER_MODEL_DIR's) and the gateway, with one WebSocket subscriber per
+stream's user in this process, so the whole path through to subscribers is loaded.
 
 After a warm-up (10 s), over the measured window (60 s):
 
@@ -404,6 +404,20 @@ def _wait_quiet(deadline: float) -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _recommender_models(folder: Path) -> Path:
+    """The recommender's model folder: a copy of EMOTUNE_RECOMMENDER_MODEL_DIR's when that environment variable
+    names one (the test suite's, trained once for its session), else one trained into ``folder`` (minutes)."""
+    saved = os.environ.get("EMOTUNE_RECOMMENDER_MODEL_DIR")
+    if saved and Path(saved).is_dir() and any(Path(saved).iterdir()):
+        return Path(shutil.copytree(saved, folder))
+    env = {**os.environ, "EMOTUNE_LOG_LEVEL": "WARNING", "EMOTUNE_RECOMMENDER_MODEL_DIR": str(folder)}
+    trained = subprocess.run(python_module("emotune_recommender", "train"), cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=900)  # fmt: skip
+    if trained.returncode != 0:
+        raise RuntimeError(f"training the recommender failed: {trained.stderr[-2000:]}")
+    return folder
+
+
 def run(redis_url: str) -> dict:
     """Ignores ``redis_url``: the whole system gets private Redis servers, the main one with AOF on.
 
@@ -412,12 +426,7 @@ def run(redis_url: str) -> dict:
     as QUIET_WAIT_S allows; the last run's figures say how much they took)."""
     workdir = Path(tempfile.mkdtemp(prefix="emotune-bench-load-"))
     try:
-        models = workdir / "recommender-models"
-        env = {**os.environ, "EMOTUNE_LOG_LEVEL": "WARNING", "EMOTUNE_RECOMMENDER_MODEL_DIR": str(models)}
-        trained = subprocess.run(python_module("emotune_recommender", "train"), cwd=ROOT, env=env,
-                                 capture_output=True, text=True, timeout=900)  # fmt: skip
-        if trained.returncode != 0:
-            raise RuntimeError(f"training the recommender failed: {trained.stderr[-2000:]}")
+        models = _recommender_models(workdir / "recommender-models")
         deadline, attempt = time.monotonic() + QUIET_WAIT_S, 0
         while True:
             attempt += 1

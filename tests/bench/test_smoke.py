@@ -18,8 +18,10 @@ from ..processes import ROOT
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_every_benchmark_runs_and_writes_its_section(tmp_path):
-    env = {**os.environ, "REDIS_URL": shared_redis_url(), "EMOTUNE_LOG_LEVEL": "WARNING"}
+def test_every_benchmark_runs_and_writes_its_section(tmp_path, recommender_models):
+    # the session's recommender model: the load and recommender benchmarks load it instead of training one
+    env = {**os.environ, "REDIS_URL": shared_redis_url(), "EMOTUNE_LOG_LEVEL": "WARNING",
+           "EMOTUNE_RECOMMENDER_MODEL_DIR": str(recommender_models)}  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=880)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -72,15 +72,17 @@ def test_run_uses_a_redis_that_already_answers(redis_url, tmp_path):
 
 
 @pytest.mark.slow
-def test_make_run_turns_an_uploaded_frame_into_emotion_events_and_stops_cleanly():
-    """The real Procfile: model server, capture (uploads) and inference, wired as `make run` wires them."""
+def test_make_run_turns_an_uploaded_frame_into_emotion_events_and_stops_cleanly(recommender_models):
+    """The real Procfile: model server, capture (uploads) and inference, wired as `make run` wires them; the
+    recommender loads the session's model (without one it would train into the checkout's models/recommender)."""
     from emotune_common.ids import make_header
 
     redis_port, grpc_port = free_port(), free_port()
     url, frames_url = f"redis://127.0.0.1:{redis_port}/0", f"redis://127.0.0.1:{free_port()}/0"
     env = {**os.environ, "REDIS_URL": url, "EMOTUNE_FRAMES_REDIS_URL": frames_url,
            "EMOTUNE_MODELSERVER_PORT": str(grpc_port), "EMOTUNE_RECOMMENDER_PORT": str(free_port()),
-           "EMOTUNE_GATEWAY_PORT": str(free_port())}  # fmt: skip
+           "EMOTUNE_GATEWAY_PORT": str(free_port()),
+           "EMOTUNE_RECOMMENDER_MODEL_DIR": str(recommender_models)}  # fmt: skip
     env.pop("EMOTUNE_PROCFILE", None)
     env.pop("MODEL_SERVER", None)
     run = subprocess.Popen([sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env, start_new_session=True,
