@@ -114,15 +114,19 @@ def main(
     export_dir: Path = typer.Option(HERE, help="Where the SavedModel version is written"),
     limit: int = typer.Option(0, help="Train on the first N faces only (smoke runs)"),
     export: bool = typer.Option(True, help="Export the best epoch as a new version when done"),
+    teacher: list[Path] = typer.Option(None, help="Distil from this served version folder (repeat: their mean)"),
+    teacher_weight: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of the teacher in each target"),
 ) -> None:
     """Train, keep the best epoch by validation accuracy, export it."""
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from models.emotion_cnn import LABELS
     from models.emotion_cnn.data import DEFAULT_DATA_DIR, fer_path, load_npz
     from models.emotion_cnn.export import export_savedmodel
     from models.emotion_cnn.network import build_model
+    from models.emotion_cnn.teacher import TeacherError, mixed, soft_targets
     from models.emotion_cnn.warmstart import load_weights_from_savedmodel
 
     data_dir = data_dir or DEFAULT_DATA_DIR
@@ -132,15 +136,25 @@ def main(
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
     typer.echo(f"train {len(x_train)} faces, validation {len(x_val)}, {epochs} epochs, checkpoints in {checkpoint_dir}")
+    # the label's one-hot, or mixed with a teacher's probabilities (models/emotion_cnn/teacher.py)
+    targets = np.eye(len(LABELS), dtype=np.float32)[y_train]
+    if teacher:
+        try:
+            soft = soft_targets(teacher, x_train, checkpoint_dir / "teacher.npy")
+        except TeacherError as e:
+            raise typer.BadParameter(str(e), param_hint="--teacher") from None
+        targets = mixed(targets, soft, teacher_weight)
+        typer.echo(f"teacher: {', '.join(map(str, teacher))}, weight {teacher_weight}; it agrees with the labels "
+                   f"on {(soft.argmax(1) == y_train).mean():.1%} of the training faces")  # fmt: skip
 
-    def augment(x, y):
+    def augment(x, target):
         x = random_affine(x)
         if erasing:
             x = random_erasing(x, erasing)
-        return x, tf.one_hot(y, len(LABELS))
+        return x, target
 
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        tf.data.Dataset.from_tensor_slices((x_train, targets))
         .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
         .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
@@ -195,6 +209,8 @@ def main(
                     "label_smoothing": label_smoothing,
                     "erasing": erasing,
                     "init_from": str(init_from) if init_from else None,
+                    "teacher": [str(t) for t in teacher or []],
+                    "teacher_weight": teacher_weight if teacher else None,
                     "val_accuracy_single_view": round(float(accuracy), 4),
                 },
                 indent=2,
