@@ -16,7 +16,8 @@ import numpy as np
 
 
 class TeacherError(ValueError):
-    """A teacher that cannot be used: a folder that is no served version, or a cache of other faces."""
+    """A teacher that cannot be used: a folder that is no served version (a cache of other faces or versions
+    is not an error: the targets are computed again)."""
 
 
 def soft_targets(versions: list[Path], images: np.ndarray, cache: Path) -> np.ndarray:
