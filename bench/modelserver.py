@@ -78,11 +78,17 @@ def _over_grpc(images: np.ndarray, port: int, version: int | None = None,
     latencies: list[float] = []
     counts = [0] * CLIENTS
     stop = threading.Event()
+    warmed = threading.Barrier(CLIENTS + 1, timeout=120)  # the clients' warm-up calls, and this thread
 
     def client(i: int) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            stub.Predict(requests[i], timeout=60)  # warm up
+            try:
+                stub.Predict(requests[i], timeout=60)  # warm up
+            except grpc.RpcError:
+                warmed.abort()  # the measurement fails at once, not after the barrier's timeout
+                raise
+            warmed.wait()
             while not stop.is_set():
                 t = time.perf_counter()
                 stub.Predict(requests[i], timeout=60)
@@ -92,9 +98,7 @@ def _over_grpc(images: np.ndarray, port: int, version: int | None = None,
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
     for t in threads:
         t.start()
-    time.sleep(2)  # every client warmed up
-    counts[:] = [0] * CLIENTS
-    latencies.clear()
+    warmed.wait()  # every client warmed up, none counted yet
     started = time.perf_counter()
     time.sleep(seconds)
     stop.set()
