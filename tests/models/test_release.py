@@ -1,0 +1,42 @@
+"""How the release weighs its candidates: by the accuracy each would serve once calibrated."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.emotion_cnn.release import choose, score_candidates
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_a_network_whose_calibration_fixes_a_class_bias_beats_one_that_only_scores_better_raw():
+    """Labels drawn from softmax(z). One network says softmax(z) pushed away from class 3: its own top
+    labels miss that class, and a bias per class (what the served calibration holds) gives them back. The
+    other says softmax(z + noise): better top labels of its own, and nothing a calibration can fix."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 1.5, (6_000, 7))
+    labels = np.array([rng.choice(7, p=p) for p in _softmax(z)])
+    biased, noisy = _softmax(z - 3.0 * np.eye(7)[3]), _softmax(z + rng.normal(0, 0.4, z.shape))
+    probabilities = {"biased": {"identity": biased, "mirror": biased}, "noisy": {"identity": noisy, "mirror": noisy}}
+
+    scored = {s["networks"][0]: s for s in score_candidates(probabilities, labels, budget=1)}
+
+    assert set(scored) == {"biased", "noisy"}  # within 1 pass: one network, one view each
+    assert scored["noisy"]["val_accuracy"] > scored["biased"]["val_accuracy"] + 0.01
+    assert scored["biased"]["val_accuracy_served_crossfit"] > scored["noisy"]["val_accuracy_served_crossfit"] + 0.01
+    assert scored["noisy"]["val_accuracy_served_crossfit"] < scored["noisy"]["val_accuracy"] + 0.005  # noise stays
+    assert choose(list(scored.values()))["networks"] == ["biased"]
+
+
+def test_of_two_that_serve_alike_the_cheaper_is_chosen():
+    rng = np.random.default_rng(5)
+    z = rng.normal(0, 1.5, (2_000, 7))
+    labels = np.array([rng.choice(7, p=p) for p in _softmax(z)])
+    same = _softmax(z)
+    scored = score_candidates({"a": {"identity": same, "mirror": same}}, labels, budget=2)
+    assert {s["passes"] for s in scored} == {1, 2}
+    assert scored[0]["val_accuracy_served_crossfit"] == scored[1]["val_accuracy_served_crossfit"]
+    assert choose(scored)["passes"] == 1
