@@ -101,7 +101,10 @@ def main(
             raise typer.BadParameter(f"{path} does not exist")
         model = build_model()
         if path.is_dir():
-            load_weights_from_savedmodel(model, path)
+            try:
+                load_weights_from_savedmodel(model, path)
+            except ValueError as e:  # a version of several networks (version 4) is no one network
+                raise typer.BadParameter(f"{e}; give the versions or weights of its networks instead") from e
         else:
             model.load_weights(str(path))
         networks[str(path)] = model

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from models.emotion_cnn.release import choose, score_candidates
+
+from ..conftest import ROOT
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -40,3 +45,13 @@ def test_of_two_that_serve_alike_the_cheaper_is_chosen():
     assert {s["passes"] for s in scored} == {1, 2}
     assert scored[0]["val_accuracy_served_crossfit"] == scored[1]["val_accuracy_served_crossfit"]
     assert choose(scored)["passes"] == 1
+
+
+def test_a_version_of_two_networks_is_refused_as_a_member_with_the_reason(tmp_path):
+    ensemble = ROOT / "models" / "emotion_cnn" / "4"  # the two long networks, one view each
+    release = [sys.executable, "-m", "models.emotion_cnn.release"]
+    command = [*release, "--member", str(ensemble), "--export-dir", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "not the same" in done.stderr and "give the versions or weights of its networks" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing exported
