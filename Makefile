@@ -112,7 +112,8 @@ release-v4: setup
 # of versions 2 and 3 (4 passes a face, 68.5% on validation; models/emotion_cnn/teacher.py) mixed half and half
 # with the labels, to serve at 2. It spans sessions: its checkpoint (models/emotion_cnn/checkpoints/distilled,
 # with the teacher's targets) is committed between them, replaced each time. The release then weighs it beside
-# the networks of versions 3 and 2, alone and with each (version 4 is those two, one view each).
+# the networks of versions 3 and 2, alone and with each (version 4 is those two, one view each); when none of
+# the candidates with the student beats them, it says so and exports nothing.
 DISTILLED_RUN = models/emotion_cnn/checkpoints/distilled
 train-distilled: setup
 	$(BIN)/python -m models.emotion_cnn.train --epochs 150 --optimizer sgd --learning-rate 0.01 --warmup 2 \

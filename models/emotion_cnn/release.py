@@ -10,7 +10,8 @@ at most ``--budget`` passes compete (version 1 serves 2: one network, both views
 accurate on validation as it would be served (calibrated, cross-fitted: :func:`score_candidates`) is
 exported, with a temperature and a bias per class fitted on validation inside it
 (calibration.py; one shared temperature is fitted and reported beside it). What each candidate and
-each calibration scored is written to ``release.json`` in the new version, for REPORT.md.
+each calibration scored is written to ``release.json`` in the new version, for REPORT.md. When
+``--weights`` are given and the members alone win, nothing is exported.
 """
 
 from __future__ import annotations
@@ -116,6 +117,11 @@ def main(
         typer.echo(f"  {len(s['networks'])} network(s) x {'+'.join(s['views'])}: {s['val_accuracy']:.4f}, "
                    f"served {s['val_accuracy_served_crossfit']:.4f} (cross-fitted)")  # fmt: skip
     best = choose(scored)
+    if weights and not set(best["networks"]) & {str(w) for w in weights}:
+        # the new weights lost to the committed versions alone: exporting would only remake one of them
+        typer.echo(f"chosen: {best['networks']} x {best['views']}, none of the --weights given: nothing exported",
+                   err=True)  # fmt: skip
+        raise typer.Exit(1)
     p = best.pop("_p")
     fits = {"temperature": lambda q, y: Calibration.temperature(fit_temperature(q, y)), "classwise": fit_classwise}
     calibrations = {name: fit(p, y_val) for name, fit in fits.items()}

@@ -55,3 +55,21 @@ def test_a_version_of_two_networks_is_refused_as_a_member_with_the_reason(tmp_pa
     assert done.returncode == 2, done.stderr[-2000:]
     assert "not the same" in done.stderr and "give the versions or weights of its networks" in done.stderr
     assert not any(tmp_path.iterdir())  # nothing exported
+
+
+def test_new_weights_that_lose_to_the_members_are_not_exported(tmp_path):
+    """An untrained network beside version 3: the release says the members alone won, and exports nothing
+    (it would only have remade a committed version)."""
+    from models.emotion_cnn.network import build_model
+
+    untrained = tmp_path / "untrained.weights.h5"
+    build_model().save_weights(str(untrained))
+    out = tmp_path / "out"
+    out.mkdir()
+    release = [sys.executable, "-m", "models.emotion_cnn.release", "--budget", "1"]
+    command = [*release, "--weights", str(untrained), "--member", "models/emotion_cnn/3", "--export-dir", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "none of the --weights given: nothing exported" in done.stderr
+    assert "models/emotion_cnn/3" in done.stderr.split("chosen:")[1]
+    assert not any(out.iterdir())
