@@ -104,7 +104,8 @@ train-ensemble: setup
 
 # Version 4 (issue 10/12), as it was made: no training, the release of versions 3 and 2 choosing by the accuracy
 # each candidate would serve once calibrated (cross-fitted), which weighs the two long networks one view each
-# above version 3's network with its mirror (67.94% against 67.64%), at the same 2 passes a face.
+# above version 3's network with its mirror (67.94% against 67.64%), at the same 2 passes a face. It exports
+# the next free version (move the committed one aside to make version 4 again).
 release-v4: setup
 	$(BIN)/python -m models.emotion_cnn.release --member models/emotion_cnn/3 --member models/emotion_cnn/2 --budget 2
 
