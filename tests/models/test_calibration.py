@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy.special import softmax
 
 from models.emotion_cnn.calibration import (
     Calibration,
@@ -27,19 +28,14 @@ from models.emotion_cnn.warmstart import load_weights_from_savedmodel
 from ..conftest import DATA_DIR, ROOT
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
 def overconfident():
     """Labels drawn from softmax(z), and a model that says softmax(2 z): twice too sure of itself."""
     rng = np.random.default_rng(7)
     z = rng.normal(0, 1.5, (20_000, 7))
-    truth = _softmax(z)
+    truth = softmax(z, axis=1)
     labels = np.array([rng.choice(7, p=p) for p in truth])
-    return truth, _softmax(2 * z), labels
+    return truth, softmax(2 * z, axis=1), labels
 
 
 def test_the_fitted_temperature_undoes_overconfidence(overconfident):
@@ -64,7 +60,7 @@ def test_a_temperature_and_bias_per_class_undo_what_one_temperature_cannot(overc
     they scale log-probabilities, not the logits), also on faces they were not fitted on."""
     truth, _, labels = overconfident
     log_truth = np.log(truth)
-    said = _softmax(log_truth * np.array([2.0, 2.0, 2.0, 0.6, 0.6, 0.6, 1.0]) + np.eye(7)[3])
+    said = softmax(log_truth * np.array([2.0, 2.0, 2.0, 0.6, 0.6, 0.6, 1.0]) + np.eye(7)[3], axis=1)
     classwise, one = fit_classwise(said, labels), Calibration.temperature(fit_temperature(said, labels))
     assert np.abs(classwise.apply(said) - truth).mean() < 0.02 < np.abs(one.apply(said) - truth).mean()
     assert nll(classwise.apply(said), labels) == pytest.approx(nll(truth, labels), rel=0.01)

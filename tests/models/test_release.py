@@ -6,15 +6,17 @@ import subprocess
 import sys
 
 import numpy as np
+from scipy.special import softmax
 
 from models.emotion_cnn.release import choose, score_candidates
 
 from ..conftest import ROOT
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+def _drawn(rng: np.random.Generator, faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits z of ``faces`` faces, and labels drawn from softmax(z)."""
+    z = rng.normal(0, 1.5, (faces, 7))
+    return z, np.array([rng.choice(7, p=p) for p in softmax(z, axis=1)])
 
 
 def test_a_network_whose_calibration_fixes_a_class_bias_beats_one_that_only_scores_better_raw():
@@ -22,9 +24,9 @@ def test_a_network_whose_calibration_fixes_a_class_bias_beats_one_that_only_scor
     labels miss that class, and a bias per class (what the served calibration holds) gives them back. The
     other says softmax(z + noise): better top labels of its own, and nothing a calibration can fix."""
     rng = np.random.default_rng(3)
-    z = rng.normal(0, 1.5, (6_000, 7))
-    labels = np.array([rng.choice(7, p=p) for p in _softmax(z)])
-    biased, noisy = _softmax(z - 3.0 * np.eye(7)[3]), _softmax(z + rng.normal(0, 0.4, z.shape))
+    z, labels = _drawn(rng, 6_000)
+    noise = rng.normal(0, 0.4, z.shape)
+    biased, noisy = softmax(z - 3.0 * np.eye(7)[3], axis=1), softmax(z + noise, axis=1)
     probabilities = {"biased": {"identity": biased, "mirror": biased}, "noisy": {"identity": noisy, "mirror": noisy}}
 
     scored = {s["networks"][0]: s for s in score_candidates(probabilities, labels, budget=1)}
@@ -37,10 +39,8 @@ def test_a_network_whose_calibration_fixes_a_class_bias_beats_one_that_only_scor
 
 
 def test_of_two_that_serve_alike_the_cheaper_is_chosen():
-    rng = np.random.default_rng(5)
-    z = rng.normal(0, 1.5, (2_000, 7))
-    labels = np.array([rng.choice(7, p=p) for p in _softmax(z)])
-    same = _softmax(z)
+    z, labels = _drawn(np.random.default_rng(5), 2_000)
+    same = softmax(z, axis=1)
     scored = score_candidates({"a": {"identity": same, "mirror": same}}, labels, budget=2)
     assert {s["passes"] for s in scored} == {1, 2}
     assert scored[0]["val_accuracy_served_crossfit"] == scored[1]["val_accuracy_served_crossfit"]
